@@ -1,0 +1,32 @@
+# Two commands a newcomer needs: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The project needs torch>=2.4; locally we pin the build that installs from this network's mirror.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test lint bench venv clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/eoleads demo --out runs/demo
+
+lint: venv
+	$(VENV)/bin/ruff check pipeline detectors tests
+
+test: lint
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) -m pipeline.bench --out docs/benchmarks.md
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,125 @@
+"""The one registry of change categories; every stage reads it instead of repeating a list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Zone(str, Enum):
+    """Context zones that decide where a category applies (see docs/categories.md)."""
+
+    EVERYWHERE = "everywhere"
+    FOREST = "forest"
+    GRASSLAND = "grassland"
+    BLACK_SOIL = "black_soil"
+    RIVER = "river"
+    LAKE = "lake"
+    WETLAND = "wetland"
+    MINING_DISTRICT = "mining_district"
+
+
+class PermitType(str, Enum):
+    """Normalised permit types; real layers are mapped onto these in the run configuration."""
+
+    TEMPORARY_LAND = "temporary_land"
+    MINING = "mining"
+    FOREST_USE = "forest_use"
+    GRASSLAND_USE = "grassland_use"
+    SAND_MINING = "sand_mining"
+    CONSTRUCTION = "construction"
+    WETLAND_USE = "wetland_use"
+
+
+class TimeRule(str, Enum):
+    """When a permit must be valid to exempt a change.
+
+    EVENT: a one-off change (clearing, ploughing, filling) is exempt if the permit was valid at
+    any time between the two observation windows. ONGOING: a use that continues (a mine, a
+    yard, a sand pit) must still be allowed on the later date; where the permit has a
+    reclamation deadline, the use is allowed until that deadline.
+    """
+
+    EVENT = "event"
+    ONGOING = "ongoing"
+
+
+@dataclass(frozen=True)
+class Category:
+    """What one change category is, where it applies and what exempts it."""
+
+    id: str
+    code: str
+    name_en: str
+    name_zh: str
+    zone: Zone
+    min_area_m2: float
+    exempting_permits: tuple[PermitType, ...]
+    time_rule: TimeRule
+    signature: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name_en} ({self.name_zh})"
+
+
+CATEGORIES: tuple[Category, ...] = (
+    Category(
+        "temporary_land", "TL", "Unreclaimed temporary land", "临时用地未复垦",
+        Zone.EVERYWHERE, 2000.0, (PermitType.TEMPORARY_LAND,), TimeRule.ONGOING,
+        "vegetation to bright bare soil or gravel that persists in the later window",
+    ),
+    Category(
+        "forest", "FO", "Forest encroachment", "林地侵占",
+        Zone.FOREST, 3000.0, (PermitType.FOREST_USE,), TimeRule.EVENT,
+        "NDVI and NBR drop while SWIR rises; dark burn scars are not clearing",
+    ),
+    Category(
+        "black_soil", "BS", "Black soil damage", "破坏黑土地",
+        Zone.BLACK_SOIL, 2000.0, (PermitType.CONSTRUCTION,), TimeRule.EVENT,
+        "dark Mollisol or crop becomes bright subsoil, fill or a water-filled pit",
+    ),
+    Category(
+        "river", "RV", "River channel disturbance", "河道",
+        Zone.RIVER, 1500.0, (PermitType.SAND_MINING,), TimeRule.ONGOING,
+        "water or vegetated bars become bright bare sediment or spoil",
+    ),
+    Category(
+        "grassland", "GR", "Grassland destruction", "草原破坏",
+        Zone.GRASSLAND, 3000.0, (PermitType.GRASSLAND_USE,), TimeRule.EVENT,
+        "steppe (NDVI 0.3-0.6) to ploughed or dug bare soil; uniform drought browning is not",
+    ),
+    Category(
+        "lake", "LK", "Hulun Lake protection zone", "呼伦湖保护",
+        Zone.LAKE, 1500.0, (PermitType.CONSTRUCTION,), TimeRule.EVENT,
+        "new bright fill or construction at the shore; natural level change is not",
+    ),
+    Category(
+        "wetland", "WL", "Wetland damage", "湿地",
+        Zone.WETLAND, 2000.0, (PermitType.WETLAND_USE,), TimeRule.EVENT,
+        "wet water-vegetation mix becomes dry bare soil or fill",
+    ),
+    Category(
+        "mine", "MN", "Mining outside licence", "矿场",
+        Zone.EVERYWHERE, 3000.0, (PermitType.MINING,), TimeRule.ONGOING,
+        "very bright rock or very dark coal surfaces with NDVI near 0",
+    ),
+)
+
+CATEGORY_IDS: tuple[str, ...] = tuple(c.id for c in CATEGORIES)
+_BY_ID = {c.id: c for c in CATEGORIES}
+
+
+def get_category(category_id: str) -> Category:
+    """Look a category up by id, with an error that lists the valid ids."""
+    try:
+        return _BY_ID[category_id]
+    except KeyError:
+        raise KeyError(
+            f"unknown category {category_id!r}; valid categories: {', '.join(CATEGORY_IDS)}"
+        ) from None
+
+
+def index_of(category_id: str) -> int:
+    """Position of a category in the registry order, the order of every probability stack."""
+    return CATEGORY_IDS.index(get_category(category_id).id)

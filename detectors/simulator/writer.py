@@ -1,0 +1,155 @@
+"""Write a simulated scene to disk in the formats users actually hold.
+
+Imagery goes to L2A-like GeoTIFFs (uint16 with the L2A scale and −1000 offset, plus SCL), the
+permit layer to a GeoPackage in CGCS2000 with Chinese column names and values, the context
+zones and the ground truth to GeoPackages. Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from affine import Affine
+from shapely.geometry import Polygon
+from shapely.geometry.base import BaseGeometry
+
+from detectors.bands import L2A_OFFSET, L2A_QUANTIFICATION, REFLECTANCE_BANDS, SCL_BAND
+from detectors.categories import Zone
+from detectors.simulator.landscape import Grid, make_landscape
+from detectors.simulator.plan import Timeline, plan_changes
+from detectors.simulator.render import Acquisition, acquire, ground_reflectance
+
+#: Chinese column names and type values of the simulated permit register, as a county
+#: natural-resources bureau might export them; the demo configuration maps them back.
+PERMIT_COLUMNS_ZH = {"permit_id": "许可证号", "permit_type": "许可类型", "holder": "持有人",
+                     "valid_from": "批准日期", "valid_to": "有效期至", "reclaim_by": "复垦期限"}
+PERMIT_TYPES_ZH = {"temporary_land": "临时用地", "mining": "采矿许可", "forest_use": "林地使用",
+                   "grassland_use": "草原征占用", "sand_mining": "河道采砂",
+                   "construction": "建设用地", "wetland_use": "湿地占用"}
+
+
+@dataclass
+class SimulatedScene:
+    """Paths of everything one simulation wrote."""
+
+    folder: Path
+    imagery: list[Path]
+    permits: Path
+    zones: Path
+    truth: Path
+    timeline: Timeline
+
+
+def _grid_for(aoi_utm: BaseGeometry, crs: str, margin_m: float = 600.0, res: float = 10.0) -> Grid:
+    minx, miny, maxx, maxy = aoi_utm.bounds
+    x0 = math.floor((minx - margin_m) / res) * res
+    y1 = math.ceil((maxy + margin_m) / res) * res
+    width = math.ceil((maxx + margin_m - x0) / res)
+    height = math.ceil((y1 - (miny - margin_m)) / res)
+    return Grid(crs=crs, transform=Affine(res, 0, x0, 0, -res, y1), height=height, width=width)
+
+
+def write_acquisition(path: Path, acq: Acquisition, grid: Grid) -> None:
+    """An L2A-like GeoTIFF: six reflectance bands as uint16 DN, then SCL."""
+    dn = np.clip(np.round(acq.reflectance * L2A_QUANTIFICATION - L2A_OFFSET), 1, 65535).astype("uint16")
+    profile = dict(driver="GTiff", height=grid.height, width=grid.width, count=len(REFLECTANCE_BANDS) + 1,
+                   dtype="uint16", crs=grid.crs, transform=grid.transform, nodata=0, tiled=True,
+                   blockxsize=256, blockysize=256, compress="deflate", predictor=2)
+    tmp = path.with_suffix(".tmp.tif")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(dn, indexes=list(range(1, len(REFLECTANCE_BANDS) + 1)))
+        dst.write(acq.scl.astype("uint16"), len(REFLECTANCE_BANDS) + 1)
+        for i, name in enumerate((*REFLECTANCE_BANDS, SCL_BAND), start=1):
+            dst.set_band_description(i, name)
+        dst.update_tags(ACQUISITION_DATE=acq.date.isoformat(), PROCESSING_LEVEL="L2A",
+                        BOA_ADD_OFFSET=str(int(L2A_OFFSET)), QUANTIFICATION_VALUE=str(int(L2A_QUANTIFICATION)),
+                        SPACECRAFT="Sentinel-2 (simulated by eoleads)")
+    tmp.replace(path)
+
+
+def _bowtie(poly: BaseGeometry) -> Polygon:
+    """A self-intersecting copy of a polygon's envelope, as digitising errors produce."""
+    minx, miny, maxx, maxy = poly.bounds
+    return Polygon([(minx, miny), (maxx, maxy), (maxx, miny), (minx, maxy)])
+
+
+def simulate_scene(folder: Path, aoi_wgs84: BaseGeometry, seed: int, lake_wgs84: BaseGeometry | None = None,
+                   lake_zone_wgs84: BaseGeometry | None = None, crs: str = "EPSG:32650",
+                   timeline: Timeline | None = None) -> SimulatedScene:
+    """Simulate two epochs over an AOI and write imagery, permits, zones and truth to a folder."""
+    timeline = timeline or Timeline()
+    folder.mkdir(parents=True, exist_ok=True)
+    to_utm = gpd.GeoSeries([g for g in (aoi_wgs84, lake_wgs84, lake_zone_wgs84)], crs="EPSG:4326").to_crs(crs)
+    aoi_utm, lake, lake_zone = (None if g is None or g.is_empty else g for g in to_utm)
+    grid = _grid_for(aoi_utm, crs)
+    rng = np.random.default_rng(seed)
+    if lake is not None:
+        lake = lake.intersection(aoi_utm.buffer(5000))
+        lake_zone = lake_zone.intersection(aoi_utm.buffer(5000))
+    land = make_landscape(grid, aoi_utm, lake, rng, lake_zone=lake_zone)
+    changes, permits, distractors = plan_changes(land, rng, timeline)
+
+    imagery: list[Path] = []
+    (folder / "imagery").mkdir(exist_ok=True)
+    for epoch, dates in (("before", timeline.before), ("after", timeline.after)):
+        ground = ground_reflectance(land, changes, distractors, epoch, rng)
+        for _k, when in enumerate(dates):
+            shift = (0.0, 0.0) if epoch == "before" else tuple(rng.uniform(-0.4, 0.4, 2))
+            acq = acquire(ground, when, rng, cloud_cover=float(rng.uniform(0.03, 0.12)), shift_px=shift)
+            path = folder / "imagery" / f"S2_L2A_{when:%Y%m%d}.tif"
+            write_acquisition(path, acq, grid)
+            imagery.append(path)
+
+    truth = folder / "truth.gpkg"
+    _write_layer(gpd.GeoDataFrame(
+        {"change_id": [c.change_id for c in changes], "category": [c.category for c in changes],
+         "surface": [c.surface for c in changes], "scenario": [c.scenario for c in changes],
+         "expected_lead": [c.expected_lead for c in changes],
+         "expected_reason": [c.expected_reason or "" for c in changes]},
+        geometry=[c.geometry for c in changes], crs=crs), truth, "changes")
+    _write_layer(gpd.GeoDataFrame({"kind": [d.kind for d in distractors]},
+                                  geometry=[d.geometry for d in distractors], crs=crs),
+                 truth, "distractors", append=True)
+
+    zones = folder / "zones.gpkg"
+    own = {z: g for z, g in land.zones.items() if z is not Zone.LAKE}  # the lake zone is aoi/'s own file
+    _write_layer(gpd.GeoDataFrame({"zone": [z.value for z in own]}, geometry=list(own.values()), crs=crs),
+                 zones, "zones")
+
+    permit_path = folder / "permits.gpkg"
+    cols = PERMIT_COLUMNS_ZH
+    geoms = [p.geometry for p in permits]
+    geoms[-1] = _bowtie(geoms[-1])  # a broken geometry, as real registers have
+    undated = [p.permit_id.startswith("P-IDLE2") for p in permits]
+    _write_layer(gpd.GeoDataFrame(
+        {cols["permit_id"]: [p.permit_id for p in permits],
+         cols["permit_type"]: [PERMIT_TYPES_ZH[p.permit_type] for p in permits],
+         cols["holder"]: [p.holder for p in permits],
+         cols["valid_from"]: [_iso(p.valid_from) for p in permits],
+         cols["valid_to"]: [None if u else _iso(p.valid_to) for p, u in zip(permits, undated, strict=True)],
+         cols["reclaim_by"]: [_iso(p.reclaim_by) for p in permits]},
+        geometry=geoms, crs=crs).to_crs("EPSG:4490"), permit_path, "permits")
+
+    (folder / "simulation.json").write_text(json.dumps({
+        "seed": seed, "crs": crs, "shape": [grid.height, grid.width],
+        "before": [d.isoformat() for d in timeline.before], "after": [d.isoformat() for d in timeline.after],
+        "changes": len(changes), "permits": len(permits), "distractors": [d.kind for d in distractors],
+    }, indent=2))
+    return SimulatedScene(folder, imagery, permit_path, zones, truth, timeline)
+
+
+def _iso(d: date | None) -> str | None:
+    return d.isoformat() if d else None
+
+
+def _write_layer(gdf: gpd.GeoDataFrame, path: Path, layer: str, append: bool = False) -> None:
+    if not append and path.exists():
+        path.unlink()
+    gdf.to_file(path, layer=layer, driver="GPKG", engine="pyogrio", append=append)

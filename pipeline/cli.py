@@ -1,0 +1,115 @@
+"""The `eoleads` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.errors import EoleadsError
+
+DESCRIPTION = """\
+eoleads finds land changes in satellite imagery that no valid permit covers, and writes them
+as leads (线索) to a GeoPackage for investigators to check. A lead is not a finding: a person
+decides.
+
+commands:
+  eoleads demo                 run the built-in simulated demo (no account, network or GPU)
+  eoleads run CONFIG.yaml      run a configuration (docs/configuration.md)
+  eoleads simulate OUT_DIR     write a simulated scene: imagery, permits, zones, truth
+"""
+
+
+def _summary(result) -> str:
+    from detectors.categories import CATEGORIES
+
+    leads = result.leads
+    lines = [f"leads written to {result.geopackage}", "",
+             f"{'category':<34}{'leads':>6}{'area ha':>10}  reasons"]
+    for cat in CATEGORIES:
+        sub = leads[leads.category == cat.id] if len(leads) else leads
+        reasons = ", ".join(f"{k} {v}" for k, v in sub.reason.value_counts().items()) if len(sub) else ""
+        area = sub.area_ha.sum() if len(sub) else 0.0
+        lines.append(f"{cat.label:<34}{len(sub):>6}{area:>10.1f}  {reasons}")
+    c = result.counts
+    lines += ["", f"{c['leads']} leads from {c['detections']} detected changes in {c['cells']} cells "
+              f"({c['cells_resumed']} resumed, {c['cells_skipped']} skipped)"]
+    lines += [f"note: {n}" for n in result.notes]
+    return "\n".join(lines)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.run import run
+
+    config = load_config(Path(args.config))
+    print(_summary(run(config, Path(args.config).resolve(), fresh=args.fresh, progress=not args.quiet)))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.demo import write_demo_config
+    from pipeline.run import run
+
+    path = write_demo_config(Path(args.out))
+    config = load_config(path)
+    print(f"demo configuration: {path}")
+    print(_summary(run(config, path.resolve(), fresh=args.fresh, progress=not args.quiet)))
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from pipeline.aoi import read_aoi
+    from pipeline.demo import DEMO_AOI
+    from pipeline.sources.simulated import ensure_simulation
+
+    aoi = read_aoi([Path(args.aoi) if args.aoi else DEMO_AOI]).geometry
+    folder = ensure_simulation(Path(args.out), aoi, args.seed)
+    print(f"simulated scene written to {folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eoleads", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("run", help="run a configuration file", description="Run a YAML or TOML configuration; "
+                       "re-running the same command resumes where it stopped.")
+    p.add_argument("config", help="run configuration (YAML or TOML)")
+    p.add_argument("--fresh", action="store_true", help="discard finished cells in the output folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("demo", help="run the built-in demo", description="Simulate a Sentinel-2 scene on the "
+                       "Hulun Lake shore with planted changes and permits, and run the whole pipeline on it.")
+    p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    p.add_argument("--fresh", action="store_true", help="discard finished cells in the run folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("simulate", help="write a simulated scene", description="Write simulated L2A imagery, "
+                       "a permit layer, context zones and the ground truth of the planted changes.")
+    p.add_argument("out", help="folder to write into")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    p.add_argument("--aoi", help="AOI file (default: the demo AOI)")
+    p.set_defaults(func=_cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except EoleadsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The run configuration: one YAML or TOML file, validated before any work starts.
+
+Every field is documented in docs/configuration.md. Relative paths are resolved against the
+folder of the configuration file, so a run folder can be moved with its configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tomllib
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from detectors.categories import CATEGORY_IDS, PermitType, Zone
+from pipeline.errors import ConfigError
+
+CategoryId = Literal[CATEGORY_IDS]  # type: ignore[valid-type]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Window(_Strict):
+    """A date range of acquisitions composited into one image."""
+
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class Windows(_Strict):
+    """Baseline (earlier) and monitoring (later) windows; best the same season of two years."""
+
+    baseline: Window
+    monitoring: Window
+
+    @model_validator(mode="after")
+    def _baseline_first(self) -> Windows:
+        if self.baseline.end >= self.monitoring.start:
+            raise ValueError("the baseline window must end before the monitoring window starts")
+        return self
+
+
+class LocalSource(_Strict):
+    """GeoTIFFs already on disk (an offline network, or files bought or exported elsewhere)."""
+
+    type: Literal["local"]
+    paths: list[str] = Field(min_length=1, description="files or glob patterns")
+    radiometry: Literal["auto", "L2A", "L1C"] = "auto"
+    bands: dict[str, int] | None = Field(
+        default=None, description="band name -> 1-based band index, where files lack descriptions")
+
+
+class SimulatedSource(_Strict):
+    """The built-in scene simulator: Sentinel-2 L2A-like files made on first use."""
+
+    type: Literal["simulated"]
+    seed: int = 7
+    folder: Path = Path("inputs")
+
+
+Source = Annotated[LocalSource | SimulatedSource, Field(discriminator="type")]
+
+
+class PermitColumns(_Strict):
+    """Which column of the permit file holds each normalised field."""
+
+    permit_id: str = "permit_id"
+    permit_type: str | None = "permit_type"
+    holder: str | None = "holder"
+    valid_from: str = "valid_from"
+    valid_to: str = "valid_to"
+    reclaim_by: str | None = "reclaim_by"
+
+
+class PermitLayer(_Strict):
+    """One permit file (approvals with boundaries and dates) and how to read it."""
+
+    path: Path
+    layer: str | None = None
+    columns: PermitColumns = PermitColumns()
+    type_values: dict[str, PermitType] = Field(
+        default_factory=dict, description="value in the file -> normalised permit type")
+    default_type: PermitType | None = Field(
+        default=None, description="type of every permit, for a layer of one type without a type column")
+
+
+class ZoneLayer(_Strict):
+    """A context-zone file deciding where categories apply."""
+
+    path: Path
+    layer: str | None = None
+    zone: Zone | None = Field(default=None, description="the zone of every feature in the layer")
+    column: str | None = Field(default=None, description="column naming each feature's zone")
+    values: dict[str, Zone] = Field(default_factory=dict, description="value in the file -> zone")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ZoneLayer:
+        if (self.zone is None) == (self.column is None):
+            raise ValueError("give either 'zone' (one zone for the whole layer) or 'column'")
+        return self
+
+
+class GridConfig(_Strict):
+    """Processing cells: square, aligned to the UTM grid of their zone."""
+
+    cell_size_px: int = Field(512, ge=64, le=4096)
+    resolution_m: float = Field(10.0, gt=0)
+    margin_px: int = Field(32, ge=0, le=512, description="halo read around each cell")
+
+
+class DetectionConfig(_Strict):
+    """Which detector runs and how its input is tiled."""
+
+    detector: Literal["baseline"] = "baseline"
+    tile_size: int = Field(256, ge=32, le=2048)
+    tile_overlap: int = Field(32, ge=0)
+    batch_size: int = Field(8, ge=1)
+    thresholds: dict[CategoryId, float] = Field(default_factory=dict)  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> DetectionConfig:
+        if self.tile_overlap * 2 >= self.tile_size:
+            raise ValueError("tile_overlap must be less than half of tile_size")
+        return self
+
+
+class RunConfig(_Strict):
+    """Everything one run needs; `eoleads run CONFIG` reads it."""
+
+    name: str = Field(min_length=1)
+    aoi: list[Path] = Field(min_length=1)
+    windows: Windows
+    source: Source
+    categories: list[CategoryId] = Field(default_factory=lambda: list(CATEGORY_IDS))  # type: ignore[valid-type]
+    permits: list[PermitLayer] = Field(default_factory=list)
+    zones: list[ZoneLayer] = Field(default_factory=list)
+    output: Path
+    output_crs: str = "EPSG:4490"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    grid: GridConfig = GridConfig()
+    detection: DetectionConfig = DetectionConfig()
+
+    @field_validator("categories")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("categories are listed more than once")
+        return v
+
+    @field_validator("output_crs")
+    @classmethod
+    def _known_crs(cls, v: str) -> str:
+        from pyproj import CRS
+
+        try:
+            CRS.from_user_input(v)
+        except Exception as exc:  # pyproj raises its own CRSError with a long message
+            raise ValueError(f"unknown CRS {v!r} (use e.g. EPSG:4490 or EPSG:4326)") from exc
+        return v
+
+    def resolved(self, base: Path) -> RunConfig:
+        """A copy whose relative paths are taken relative to `base`."""
+        def fix(p: Path) -> Path:
+            return p if p.is_absolute() else (base / p).resolve()
+
+        data = self.model_copy(deep=True)
+        data.aoi = [fix(p) for p in data.aoi]
+        data.output = fix(data.output)
+        for layer in [*data.permits, *data.zones]:
+            layer.path = fix(layer.path)
+        if isinstance(data.source, LocalSource):
+            data.source.paths = [p if Path(p).is_absolute() else str(base / p) for p in data.source.paths]
+        else:
+            data.source.folder = fix(data.source.folder)
+        return data
+
+    def fingerprint(self) -> str:
+        """A hash of everything that changes results; a run folder keeps to one fingerprint."""
+        payload = self.model_dump(mode="json", exclude={"device", "output"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        lines.append(f"field '{loc}': {e['msg']}")
+    return "; ".join(lines)
+
+
+def parse_config(data: dict, path: Path) -> RunConfig:
+    """Validate a configuration mapping, with errors naming the file and field."""
+    try:
+        return RunConfig.model_validate(data).resolved(path.parent.resolve())
+    except ValidationError as err:
+        raise ConfigError(path, None, _format(err),
+                          "correct the field; every field is described in docs/configuration.md") from None
+
+
+def load_config(path: Path) -> RunConfig:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) run configuration."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(path, None, "file not found", "check the path, or run `eoleads demo` for an example")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(path, None, f"not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}",
+                          "fix the syntax at the position given") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, None, "the file does not hold a mapping of fields",
+                          "start from the example in docs/configuration.md")
+    return parse_config(data, path)

@@ -1,0 +1,33 @@
+"""Write GeoPackages atomically: readers see the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+
+
+def write_geopackage(path: Path, layers: dict[str, gpd.GeoDataFrame | pd.DataFrame]) -> Path:
+    """Write every layer into a temporary file beside `path`, then move it into place.
+
+    Spatial layers are written as MultiPolygon, the one type QGIS styles and edits without
+    surprises; plain DataFrames become attribute-only tables.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial.gpkg")
+    tmp.unlink(missing_ok=True)
+    try:
+        for name, frame in layers.items():
+            if isinstance(frame, gpd.GeoDataFrame):
+                pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG", geometry_type="MultiPolygon",
+                                        promote_to_multi=True)
+            else:
+                pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,48 @@
+"""Run a detector over a scene tile by tile, in batches, and stitch the probabilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.categories import Zone
+from detectors.interface import Detector
+from pipeline.scene import Scene
+from pipeline.tiling import Tile, blend_weights, tile_grid
+
+
+@dataclass
+class InferenceStats:
+    tiles: int = 0
+    tiles_without_data: int = 0
+
+
+def predict_scene(scene: Scene, zones: dict[Zone, np.ndarray], detector: Detector, tile_size: int,
+                  overlap: int, batch_size: int) -> tuple[np.ndarray, InferenceStats]:
+    """Probabilities (categories, rows, cols) for the whole scene grid; tiles with no valid pixel are skipped."""
+    if scene.bands != detector.bands:
+        raise ValueError(f"detector {detector.name} reads bands {detector.bands}, the scene has {scene.bands}")
+    height, width = scene.valid.shape
+    valid = scene.valid
+    acc = np.zeros((len(detector.categories), height, width), dtype=np.float32)
+    weight = np.zeros((height, width), dtype=np.float32)
+    stats = InferenceStats()
+    tiles = [t for t in tile_grid(height, width, tile_size, overlap)]
+    stats.tiles = len(tiles)
+    todo = [t for t in tiles if valid[t.slices].any()]
+    stats.tiles_without_data = len(tiles) - len(todo)
+    for start in range(0, len(todo), batch_size):
+        batch: list[Tile] = todo[start:start + batch_size]
+        before = np.stack([scene.before.reflectance[(slice(None), *t.slices)] for t in batch])
+        after = np.stack([scene.after.reflectance[(slice(None), *t.slices)] for t in batch])
+        mask = np.stack([valid[t.slices] for t in batch])
+        tile_zones = {z: np.stack([m[t.slices] for t in batch]) for z, m in zones.items()}
+        probs = detector.predict(before, after, mask, tile_zones)
+        for t, p in zip(batch, probs, strict=True):
+            w = blend_weights(t, height, width, overlap)
+            acc[(slice(None), *t.slices)] += p * w
+            weight[t.slices] += w
+    np.divide(acc, weight, out=acc, where=weight > 0)
+    acc *= valid
+    return acc, stats

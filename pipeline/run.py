@@ -1,0 +1,176 @@
+"""One run, end to end: AOI -> cells -> scenes -> probabilities -> polygons -> leads -> GeoPackage."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+from rasterio import features
+from tqdm import tqdm
+
+from detectors import load_detector
+from detectors.categories import CATEGORY_IDS
+from detectors.interface import Detector
+from pipeline.aoi import read_aoi
+from pipeline.config import RunConfig
+from pipeline.export import write_geopackage
+from pipeline.grid import Cell, make_cells
+from pipeline.inference import predict_scene
+from pipeline.leads import make_leads
+from pipeline.permits import load_permits
+from pipeline.profiling import StageTimer, max_rss_mb
+from pipeline.runfolder import RunFolder, versions, write_json_atomic
+from pipeline.scene import ReadGrid
+from pipeline.sources import ImagerySource, build_source, read_scene
+from pipeline.vectorize import decide, merge_across_cells, polygons_from_labels
+from pipeline.zones import Zones, load_zones
+
+log = logging.getLogger(__name__)
+PROBABILITY_SCALE = 250  # probabilities are stored as uint8 0..250; 255 = no data
+
+
+@dataclass
+class RunResult:
+    """Where the outputs are, and the counts the summary prints."""
+
+    geopackage: Path
+    leads: gpd.GeoDataFrame
+    counts: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    timer: StageTimer = field(default_factory=StageTimer)
+
+
+def _write_probabilities(path: Path, probs: np.ndarray, valid: np.ndarray, cell: Cell,
+                         categories: tuple[str, ...]) -> None:
+    data = np.where(valid[None], np.round(probs * PROBABILITY_SCALE), 255).astype("uint8")
+    profile = dict(driver="GTiff", width=cell.size_px, height=cell.size_px, count=len(categories), dtype="uint8",
+                   crs=cell.crs, transform=cell.transform(), nodata=255, compress="deflate", tiled=True,
+                   blockxsize=256, blockysize=256)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i, cat in enumerate(categories, start=1):
+            dst.set_band_description(i, cat)
+        dst.update_tags(SCALE=str(1 / PROBABILITY_SCALE), MEANING="change probability per category")
+
+
+def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zones, detector: Detector,
+                 folder: RunFolder, timer: StageTimer) -> dict:
+    """Detect changes in one cell and commit its folder; returns the cell record."""
+    m = config.grid.margin_px
+    size = cell.size_px + 2 * m
+    grid = ReadGrid(cell.crs, cell.transform(m), size, size)
+    record: dict = {"cell_id": cell.id, "epsg": cell.epsg, "status": "done"}
+    with timer("imagery"):
+        scene = read_scene(source, grid, config.windows)
+    staging = folder.staging(cell.id)
+    if scene is None:
+        record.update(status="skipped", reason="no imagery in one of the windows")
+        folder.commit(cell.id, staging, record)
+        return record
+    with timer("zones"):
+        zone_masks = zones.masks(grid)
+    with timer("detect"):
+        det = config.detection
+        probs, stats = predict_scene(scene, zone_masks, detector, det.tile_size, det.tile_overlap, det.batch_size)
+        unused = [i for i, c in enumerate(detector.categories) if c not in config.categories]
+        probs[unused] = 0.0
+    core = (slice(m, m + cell.size_px), slice(m, m + cell.size_px))
+    probs = probs[(slice(None), *core)]
+    valid = scene.valid[core]
+    with timer("vectorize"):
+        in_aoi = features.rasterize([(cell.aoi_part, 1)], out_shape=valid.shape, transform=cell.transform(),
+                                    fill=0, dtype="uint8").astype(bool)
+        thresholds = {**detector.thresholds, **config.detection.thresholds}
+        labels = decide(probs, detector.categories, thresholds)
+        labels[~(in_aoi & valid)] = 0
+        polys = polygons_from_labels(labels, probs, detector.categories, cell.transform(), cell.crs, cell.id,
+                                     cell.resolution)
+        polys["before_dates"] = ",".join(d.isoformat() for d in scene.before.dates)
+        polys["after_dates"] = ",".join(d.isoformat() for d in scene.after.dates)
+    with timer("write cells"):
+        _write_probabilities(staging / "probabilities.tif", probs, valid, cell, detector.categories)
+        polys.to_file(staging / "detections.gpkg", layer="detections", driver="GPKG", engine="pyogrio")
+    aoi_px = int(in_aoi.sum())
+    record.update(tiles=stats.tiles, tiles_without_data=stats.tiles_without_data, detections=len(polys),
+                  aoi_pixels=aoi_px, unobserved_aoi_pixels=int((in_aoi & ~valid).sum()),
+                  before_dates=[d.isoformat() for d in scene.before.dates],
+                  after_dates=[d.isoformat() for d in scene.after.dates])
+    folder.commit(cell.id, staging, record)
+    return record
+
+
+def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False, progress: bool = True) -> RunResult:
+    """Run a configuration into its output folder, resuming finished cells."""
+    timer = StageTimer()
+    folder = RunFolder(config.output, config, config_path)
+    if fresh:
+        folder.wipe()
+    folder.open()
+    with timer("aoi and grid"):
+        aoi = read_aoi(config.aoi)
+        cells = make_cells(aoi.geometry, config.grid.cell_size_px, config.grid.resolution_m)
+    with timer("imagery"):
+        source = build_source(config, aoi.geometry)  # first: a simulated source writes the demo's permits
+    with timer("zones"):
+        zones = load_zones(config.zones, config.categories)
+    with timer("permits"):
+        permits = load_permits(config.permits)
+    detector = load_detector(config.detection.detector)
+    records, resumed = [], 0
+    for cell in tqdm(cells, desc="cells", unit="cell", disable=not progress):
+        if folder.is_done(cell.id):
+            records.append(folder.cell_record(cell.id))
+            resumed += 1
+            continue
+        records.append(process_cell(cell, config, source, zones, detector, folder, timer))
+
+    with timer("merge"):
+        parts = [gpd.read_file(folder.cell_dir(r["cell_id"]) / "detections.gpkg", engine="pyogrio")
+                 for r in records if r["status"] == "done"]
+        detections = merge_across_cells(parts)
+    with timer("leads"):
+        leads, detections = make_leads(detections, permits.table, config.windows, detector.name)
+    notes = [*aoi.notes, *zones.notes, *permits.notes]
+    skipped = [r for r in records if r["status"] != "done"]
+    for r in skipped:
+        notes.append(f"cell {r['cell_id']} skipped: {r['reason']}")
+    counts = {"cells": len(cells), "cells_resumed": resumed, "cells_skipped": len(skipped),
+              "tiles_without_data": sum(r.get("tiles_without_data", 0) for r in records),
+              "unobserved_aoi_pixels": sum(r.get("unobserved_aoi_pixels", 0) for r in records),
+              "detections": len(detections), "leads": len(leads),
+              **{f"leads_{c}": int((leads.category == c).sum()) if len(leads) else 0 for c in CATEGORY_IDS}}
+    with timer("export"):
+        out_crs = config.output_crs
+        cells_gdf = gpd.GeoDataFrame(
+            {"cell_id": [c.id for c in cells], "epsg": [c.epsg for c in cells],
+             "status": [r["status"] for r in records], "detections": [r.get("detections", 0) for r in records],
+             "unobserved_pixels": [r.get("unobserved_aoi_pixels", 0) for r in records]},
+            geometry=[gpd.GeoSeries([c.geometry], crs=c.crs).to_crs(out_crs).iloc[0] for c in cells], crs=out_crs)
+        run_table = _run_table(config, config_path, counts, notes, timer)
+        gpkg = write_geopackage(config.output / "leads.gpkg", {
+            "leads": leads.to_crs(out_crs), "detections": detections.to_crs(out_crs),
+            "permits": permits.table.to_crs(out_crs), "aoi": aoi.features.to_crs(out_crs), "cells": cells_gdf,
+            "run": run_table,
+        })
+        write_json_atomic(config.output / "summary.json", {"counts": counts, "notes": notes,
+                                                           "stages": timer.table(), "max_rss_mb": max_rss_mb()})
+    return RunResult(gpkg, leads, counts, notes, timer)
+
+
+def _run_table(config: RunConfig, config_path: Path | None, counts: dict, notes: list[str],
+               timer: StageTimer) -> pd.DataFrame:
+    rows = [("name", config.name), ("fingerprint", config.fingerprint()),
+            ("config_file", str(config_path or "")), ("config", config.model_dump_json()),
+            ("versions", json.dumps(versions())), ("detector", config.detection.detector),
+            ("inputs", json.dumps([str(p) for p in [*config.aoi, *(p.path for p in config.permits),
+                                                    *(z.path for z in config.zones)]], ensure_ascii=False)),
+            *((f"count_{k}", str(v)) for k, v in counts.items()),
+            *((f"note_{i + 1}", n) for i, n in enumerate(notes)),
+            ("stages", json.dumps(timer.table()))]
+    return pd.DataFrame(rows, columns=["key", "value"])

@@ -1,0 +1,152 @@
+"""Local GeoTIFFs as an imagery source: any CRS, L1C or L2A, composited per window."""
+
+from __future__ import annotations
+
+import glob
+import re
+import warnings
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from shapely.geometry import box
+
+from detectors.bands import L2A_OFFSET, L2A_QUANTIFICATION, REFLECTANCE_BANDS, SCL_BAND, SCL_INVALID
+from pipeline.config import Window
+from pipeline.errors import InputError
+from pipeline.scene import Composite, ReadGrid
+
+#: Processing baseline 04.00 (25 Jan 2022) added the −1000 offset to L2A and L1C products.
+OFFSET_SINCE = date(2022, 1, 25)
+_DATE_IN_NAME = re.compile(r"(20\d{2})[-_]?(\d{2})[-_]?(\d{2})")
+
+
+def _normalise_band(name: str) -> str:
+    m = re.fullmatch(r"(?i)b0?(\d{1,2}a?)", name.strip())
+    if m:
+        num = m.group(1).upper()
+        return f"B{num.zfill(2) if num[-1] != 'A' else num.zfill(3)}"
+    return name.strip().upper()
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """One file: where its bands are, its date, its radiometry and its footprint in WGS84."""
+
+    path: Path
+    when: date
+    band_index: dict[str, int]
+    scale: float
+    offset: float
+    footprint: tuple[float, float, float, float]
+
+
+def _acquisition_date(path: Path, tags: dict[str, str]) -> date:
+    for key in ("ACQUISITION_DATE", "DATETIME", "TIFFTAG_DATETIME"):
+        if key in tags:
+            text = tags[key].strip()[:10].replace(":", "-")
+            try:
+                return date.fromisoformat(text)
+            except ValueError:
+                pass
+    m = _DATE_IN_NAME.search(path.name)
+    if m:
+        try:
+            return datetime.strptime("".join(m.groups()), "%Y%m%d").date()
+        except ValueError:
+            pass
+    raise InputError(path, "ACQUISITION_DATE", "the acquisition date is neither in the file's tags nor in its name",
+                     "add a tag ACQUISITION_DATE=YYYY-MM-DD or put YYYYMMDD in the file name")
+
+
+def inspect_file(path: Path, radiometry: str = "auto", bands: dict[str, int] | None = None) -> Acquisition:
+    """Read what a GeoTIFF holds and check that every required band is there."""
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(path, None, f"cannot be opened as a raster: {exc}", "give a GeoTIFF") from None
+    with src:
+        if src.crs is None:
+            raise InputError(path, "crs", "the raster has no CRS", "write the CRS into the file (gdal_edit.py -a_srs)")
+        tags = src.tags()
+        when = _acquisition_date(path, tags)
+        if bands:
+            index = {_normalise_band(k): v for k, v in bands.items()}
+        else:
+            index = {_normalise_band(d): i + 1 for i, d in enumerate(src.descriptions) if d}
+        missing = [b for b in REFLECTANCE_BANDS if b not in index]
+        if missing:
+            found = ", ".join(sorted(index)) or "no band names"
+            raise InputError(path, "band descriptions", f"missing band(s) {', '.join(missing)} (found: {found})",
+                             "name the bands in the file (band descriptions) or map them in the configuration: "
+                             "source.bands: {B02: 1, B03: 2, ...}")
+        level = tags.get("PROCESSING_LEVEL", radiometry if radiometry != "auto" else "")
+        if np.dtype(src.dtypes[0]).kind == "f":
+            scale, offset = 1.0, 0.0
+        else:
+            scale = float(tags.get("QUANTIFICATION_VALUE", L2A_QUANTIFICATION))
+            if "BOA_ADD_OFFSET" in tags or "RADIO_ADD_OFFSET" in tags:
+                offset = float(tags.get("BOA_ADD_OFFSET", tags.get("RADIO_ADD_OFFSET")))
+            else:
+                offset = L2A_OFFSET if (level in ("L2A", "L1C") and when >= OFFSET_SINCE) else 0.0
+        footprint = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    return Acquisition(Path(path), when, index, scale, offset, footprint)
+
+
+class LocalGeoTiffSource:
+    """Composites of local GeoTIFFs, warped on the fly to each cell's grid."""
+
+    bands = REFLECTANCE_BANDS
+
+    def __init__(self, patterns: list[str], radiometry: str = "auto", bands: dict[str, int] | None = None) -> None:
+        paths: list[Path] = []
+        for pattern in patterns:
+            hits = sorted(glob.glob(pattern)) if any(ch in pattern for ch in "*?[") else [pattern]
+            if not hits or not Path(hits[0]).exists():
+                raise InputError(pattern, "source.paths", "no file matches", "check the path or glob pattern")
+            paths.extend(Path(h) for h in hits)
+        self.acquisitions = [inspect_file(p, radiometry, bands) for p in paths]
+
+    def composite(self, grid: ReadGrid, window: Window) -> Composite | None:
+        grid_wgs84 = box(*transform_bounds(grid.crs, "EPSG:4326", *_grid_bounds(grid)))
+        chosen = [a for a in self.acquisitions
+                  if window.start <= a.when <= window.end and box(*a.footprint).intersects(grid_wgs84)]
+        if not chosen:
+            return None
+        stack = np.full((len(chosen), len(self.bands), grid.height, grid.width), np.nan, dtype=np.float32)
+        for k, acq in enumerate(chosen):
+            stack[k] = _read_reflectance(acq, grid, self.bands)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: never observed
+            refl = np.nanmedian(stack, axis=0).astype(np.float32)
+        seen = np.isfinite(stack).all(axis=1)
+        return Composite(reflectance=refl, valid=seen.any(axis=0), dates=sorted(a.when for a in chosen),
+                         observations=seen.sum(axis=0).astype(np.uint8))
+
+
+def _grid_bounds(grid: ReadGrid) -> tuple[float, float, float, float]:
+    t = grid.transform
+    return (t.c, t.f + t.e * grid.height, t.c + t.a * grid.width, t.f)
+
+
+def _read_reflectance(acq: Acquisition, grid: ReadGrid, bands: tuple[str, ...]) -> np.ndarray:
+    """Reflectance on the grid, NaN where the file has no data or SCL hides the ground."""
+    with rasterio.open(acq.path) as src:
+        nodata = src.nodata if src.nodata is not None else 0
+        opts = dict(crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+                    src_nodata=nodata, nodata=nodata)
+        with WarpedVRT(src, resampling=Resampling.bilinear, **opts) as vrt:
+            dn = vrt.read([acq.band_index[b] for b in bands]).astype(np.float32)
+        invalid = (dn == nodata).any(axis=0)
+        if SCL_BAND in acq.band_index:
+            with WarpedVRT(src, resampling=Resampling.nearest, **opts) as vrt:
+                scl = vrt.read(acq.band_index[SCL_BAND])
+            invalid |= np.isin(scl, SCL_INVALID)
+    refl = (dn + acq.offset) / acq.scale
+    refl[:, invalid] = np.nan
+    return refl
