@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import geopandas as gpd
 import numpy as np
 import shapely
 from affine import Affine
-from pyproj import Transformer
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shp_transform
 
 
 @dataclass(frozen=True)
@@ -82,14 +81,14 @@ def make_cells(aoi_wgs84: BaseGeometry, cell_size_px: int = 512, resolution: flo
     cells: list[Cell] = []
     extent = cell_size_px * resolution
     for epsg, part in _zone_strips(aoi_wgs84):
-        to_utm = Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True).transform
-        part_utm = shp_transform(to_utm, shapely.segmentize(part, 0.01))
+        # densify first so long straight edges follow their true course in the projected grid
+        part_utm = gpd.GeoSeries([shapely.segmentize(part, 0.01)], crs="EPSG:4326").to_crs(epsg).iloc[0]
+        shapely.prepare(part_utm)
         minx, miny, maxx, maxy = part_utm.bounds
         cols = np.arange(math.floor(minx / extent), math.ceil(maxx / extent))
         rows = np.arange(math.floor(miny / extent), math.ceil(maxy / extent))
         boxes = [(c, r, box(c * extent, r * extent, (c + 1) * extent, (r + 1) * extent)) for r in rows for c in cols]
         hits = shapely.intersects(np.array([b for _, _, b in boxes]), part_utm)
-        shapely.prepare(part_utm)
         for (c, r, b), hit in zip(boxes, hits, strict=True):
             if not hit:
                 continue

@@ -89,6 +89,10 @@ _PLANS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
              ("no_permit", "no_permit", "permitted", "outside_boundary", "expired")),
 }
 
+# a change of a zoned category lies wholly inside its zone, as the category's definition asks
+_ZONE_OF = {"open_steppe": Zone.GRASSLAND, "forest": Zone.FOREST, "cropland": Zone.BLACK_SOIL, "river": Zone.RIVER,
+            "lake_shore": Zone.LAKE, "wetland": Zone.WETLAND, "by_pit": Zone.GRASSLAND}
+
 _PERMIT_TYPE_FOR = {
     "temporary_land": "temporary_land", "forest": "forest_use", "black_soil": "construction",
     "river": "sand_mining", "grassland": "grassland_use", "lake": "construction",
@@ -146,13 +150,15 @@ def plan_changes(land: Landscape, rng: np.random.Generator, timeline: Timeline =
 
     def place(where: str, make, area: float) -> Polygon:
         mask = masks[where]
+        zone = land.zones.get(_ZONE_OF[where])
         rows, cols = np.nonzero(mask)
         if rows.size == 0:
             raise ValueError(f"no room in the simulated landscape for '{where}'")
         for _ in range(400):
             i = rng.integers(rows.size)
             geom = make(grid.xy(rows[i], cols[i]), area, rng)
-            if not any(geom.buffer(150).intersects(t) for t in taken):
+            inside = zone is None or geom.within(zone.buffer(10))
+            if inside and not any(geom.buffer(150).intersects(t) for t in taken):
                 taken.append(geom)
                 return geom
         raise ValueError(f"could not place a change in '{where}' without overlap; enlarge the AOI")

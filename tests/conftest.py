@@ -1,0 +1,44 @@
+"""Shared fixtures: a finished demo run (made once per session) and small generated rasters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from detectors.bands import REFLECTANCE_BANDS, SCL_BAND
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in demo, run end to end into a temporary folder."""
+    from pipeline.config import load_config
+    from pipeline.demo import write_demo_config
+    from pipeline.run import run
+
+    out = tmp_path_factory.mktemp("demo")
+    config_path = write_demo_config(out)
+    run(load_config(config_path), config_path, progress=False)
+    return out
+
+
+def write_s2(path: Path, reflectance: np.ndarray, when: str, crs: str = "EPSG:32650",
+             transform: Affine = Affine(10, 0, 500000, 0, -10, 5430000), scl: np.ndarray | None = None,
+             offset: int = -1000, descriptions: tuple[str, ...] | None = None) -> Path:
+    """A small L2A-like GeoTIFF (uint16 DN = reflectance * 10000 - offset), optionally with SCL."""
+    dn = np.clip(np.round(reflectance * 10000 - offset), 1, 65535).astype("uint16")
+    bands = [*dn]
+    names = list(descriptions or REFLECTANCE_BANDS)
+    if scl is not None:
+        bands.append(scl.astype("uint16"))
+        names.append(SCL_BAND)
+    with rasterio.open(path, "w", driver="GTiff", width=dn.shape[2], height=dn.shape[1], count=len(bands),
+                       dtype="uint16", crs=crs, transform=transform, nodata=0) as dst:
+        for i, (band, name) in enumerate(zip(bands, names, strict=True), start=1):
+            dst.write(band, i)
+            dst.set_band_description(i, name)
+        dst.update_tags(ACQUISITION_DATE=when, PROCESSING_LEVEL="L2A", BOA_ADD_OFFSET=str(offset))
+    return path

@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.errors import ConfigError
+
+GOOD = """
+name: t
+aoi: [aoi.geojson]
+windows:
+  baseline: {start: 2024-07-01, end: 2024-08-31}
+  monitoring: {start: 2025-07-01, end: 2025-08-31}
+source: {type: local, paths: ["imagery/*.tif"]}
+output: out
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_valid_config_resolves_paths_relative_to_the_file(tmp_path):
+    cfg = load_config(_write(tmp_path, GOOD))
+    assert cfg.aoi == [tmp_path / "aoi.geojson"]
+    assert cfg.output == tmp_path / "out"
+    assert cfg.source.paths == [str(tmp_path / "imagery/*.tif")]
+    assert len(cfg.categories) == 8
+
+
+def test_toml_config_is_read(tmp_path):
+    text = """
+name = "t"
+aoi = ["aoi.geojson"]
+output = "out"
+[windows.baseline]
+start = 2024-07-01
+end = 2024-08-31
+[windows.monitoring]
+start = 2025-07-01
+end = 2025-08-31
+[source]
+type = "simulated"
+seed = 3
+"""
+    cfg = load_config(_write(tmp_path, text, "run.toml"))
+    assert cfg.source.seed == 3
+
+
+@pytest.mark.parametrize(("change", "field", "allowed"), [
+    (("categories: [mine, forests]", None), "categories.1", "'temporary_land', 'forest'"),
+    (('source: {type: local, paths: ["imagery/*.tif"]}', "source: {type: sentinel}"), "source", "'local', 'simulated'"),
+    (("output: out", "output: out\ndevice: gpu"), "device", "'auto', 'cpu' or 'cuda'"),
+])
+def test_bad_values_name_the_field_and_the_allowed_values(tmp_path, change, field, allowed):
+    old, new = change
+    text = GOOD + old + "\n" if new is None else GOOD.replace(old, new)
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text))
+    msg = str(err.value)
+    assert str(tmp_path / "run.yaml") in msg
+    assert f"field '{field}'" in msg
+    assert allowed in msg
+
+
+def test_windows_must_be_in_order(tmp_path):
+    text = GOOD.replace("baseline: {start: 2024-07-01, end: 2024-08-31}", "baseline: {start: 2025-07-01, end: 2025-09-30}")
+    with pytest.raises(ConfigError, match="baseline window must end before the monitoring window"):
+        load_config(_write(tmp_path, text))
+
+
+def test_unknown_field_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="field 'outptu'"):
+        load_config(_write(tmp_path, GOOD + "outptu: x\n"))
+
+
+def test_missing_file_and_bad_syntax(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "name: [unclosed\n"))
+
+
+def test_fingerprint_ignores_device_but_not_windows(tmp_path):
+    base = load_config(_write(tmp_path, GOOD))
+    other_device = load_config(_write(tmp_path, GOOD + "device: cpu\n", "b.yaml"))
+    other_window = load_config(_write(tmp_path, GOOD.replace("2025-08-31", "2025-08-30"), "c.yaml"))
+    assert base.fingerprint() == other_device.fingerprint()
+    assert base.fingerprint() != other_window.fingerprint()

@@ -1,0 +1,84 @@
+from datetime import date
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from pipeline.config import Window
+from pipeline.errors import InputError
+from pipeline.scene import ReadGrid
+from pipeline.sources.local import LocalGeoTiffSource, inspect_file
+from tests.conftest import write_s2
+
+JULY = Window(start=date(2025, 7, 1), end=date(2025, 7, 31))
+GRID = ReadGrid("EPSG:32650", Affine(10, 0, 500000, 0, -10, 5430000), 20, 20)
+
+
+def _refl(value: float, shape=(20, 20)) -> np.ndarray:
+    return np.full((6, *shape), value, dtype=np.float32)
+
+
+def test_l2a_offset_is_applied(tmp_path):
+    write_s2(tmp_path / "a.tif", _refl(0.1), "2025-07-10")
+    comp = LocalGeoTiffSource([str(tmp_path / "*.tif")]).composite(GRID, JULY)
+    np.testing.assert_allclose(comp.reflectance, 0.1, atol=1e-4)  # ignoring the offset would give 0.2
+    assert comp.dates == [date(2025, 7, 10)]
+
+
+def test_median_composite_masks_clouds_from_scl(tmp_path):
+    scl_clear = np.full((20, 20), 4)
+    scl_cloud = scl_clear.copy()
+    scl_cloud[:10] = 9
+    write_s2(tmp_path / "a.tif", _refl(0.10), "2025-07-05", scl=scl_clear)
+    write_s2(tmp_path / "b.tif", _refl(0.60), "2025-07-15", scl=scl_cloud)  # bright cloud in the top half
+    write_s2(tmp_path / "c.tif", _refl(0.12), "2025-07-25", scl=scl_clear)
+    write_s2(tmp_path / "d.tif", _refl(0.50), "2025-09-01", scl=scl_clear)  # outside the window
+    comp = LocalGeoTiffSource([str(tmp_path / "*.tif")]).composite(GRID, JULY)
+    np.testing.assert_allclose(comp.reflectance[:, :10], 0.11, atol=1e-4)  # cloud ignored: median of 2
+    np.testing.assert_allclose(comp.reflectance[:, 10:], 0.12, atol=1e-4)  # median of 3
+    assert comp.observations[:10].max() == 2 and comp.observations[10:].min() == 3
+    assert comp.valid.all()
+
+
+def test_pixels_never_seen_are_invalid(tmp_path):
+    scl = np.full((20, 20), 8)
+    write_s2(tmp_path / "a.tif", _refl(0.1), "2025-07-10", scl=scl)
+    comp = LocalGeoTiffSource([str(tmp_path / "a.tif")]).composite(GRID, JULY)
+    assert not comp.valid.any()
+    assert np.isnan(comp.reflectance).all()
+
+
+def test_file_in_another_utm_zone_is_warped_onto_the_grid(tmp_path):
+    # a file in zone 51N covering the grid, which is in zone 50N
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    grid_box = gpd.GeoSeries([box(500000, 5429800, 500200, 5430000)], crs="EPSG:32650").to_crs("EPSG:32651")
+    minx, miny, maxx, maxy = grid_box.total_bounds
+    transform = Affine(10, 0, np.floor(minx / 10) * 10 - 100, 0, -10, np.ceil(maxy / 10) * 10 + 100)
+    n = int((maxx - minx) / 10) + 25
+    write_s2(tmp_path / "z51.tif", _refl(0.2, (n, n)), "2025-07-10", crs="EPSG:32651", transform=transform)
+    comp = LocalGeoTiffSource([str(tmp_path / "z51.tif")]).composite(GRID, JULY)
+    assert comp.valid.all()
+    np.testing.assert_allclose(comp.reflectance, 0.2, atol=1e-3)
+
+
+def test_missing_band_names_the_file_and_the_fix(tmp_path):
+    names = ("B02", "B03", "B04", "B08", "B11", "B8A")  # B12 missing
+    path = write_s2(tmp_path / "no_b12.tif", _refl(0.1), "2025-07-10", descriptions=names)
+    with pytest.raises(InputError) as err:
+        inspect_file(path)
+    msg = str(err.value)
+    assert "no_b12.tif" in msg and "B12" in msg and "source.bands" in msg
+
+
+def test_band_mapping_and_date_from_file_name(tmp_path):
+    path = write_s2(tmp_path / "S2B_20250712_T50UPA.tif", _refl(0.1), "", descriptions=("a", "b", "c", "d", "e", "f"))
+    acq = inspect_file(path, bands={"B2": 1, "B3": 2, "B4": 3, "B8": 4, "B11": 5, "B12": 6})
+    assert acq.when == date(2025, 7, 12)
+    assert acq.band_index["B02"] == 1 and acq.band_index["B12"] == 6
+
+
+def test_no_matching_file_is_an_error(tmp_path):
+    with pytest.raises(InputError, match="no file matches"):
+        LocalGeoTiffSource([str(tmp_path / "*.tif")])

@@ -1,0 +1,144 @@
+from datetime import date
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+from shapely.geometry import Polygon, box
+
+from pipeline.config import PermitColumns, PermitLayer, Window, Windows
+from pipeline.errors import InputError
+from pipeline.leads import check_permit, lead_id, make_leads
+from pipeline.permits import load_permits
+from pipeline.vectorize import EQUAL_AREA_CRS
+
+WINDOWS = Windows(baseline=Window(start=date(2024, 7, 1), end=date(2024, 8, 31)),
+                  monitoring=Window(start=date(2025, 7, 1), end=date(2025, 8, 31)))
+ZH = PermitColumns(permit_id="许可证号", permit_type="许可类型", holder="持有人", valid_from="批准日期",
+                   valid_to="有效期至", reclaim_by="复垦期限")
+TYPES = {"采矿许可": "mining", "临时用地": "temporary_land", "建设用地": "construction"}
+
+
+def _register(tmp_path, rows, crs="EPSG:4490"):
+    gdf = gpd.GeoDataFrame(pd.DataFrame(rows).drop(columns="geometry"), geometry=[r["geometry"] for r in rows],
+                           crs=crs)
+    path = tmp_path / "permits.gpkg"
+    gdf.to_file(path, engine="pyogrio")
+    return path
+
+
+def _row(pid, ptype, start, end, reclaim=None, geom=None):
+    return {"许可证号": pid, "许可类型": ptype, "持有人": "x", "批准日期": start, "有效期至": end,
+            "复垦期限": reclaim, "geometry": geom or box(117.5, 49.0, 117.51, 49.01)}
+
+
+def test_chinese_columns_are_mapped_and_broken_geometry_repaired(tmp_path):
+    bowtie = Polygon([(117.5, 49.0), (117.51, 49.01), (117.51, 49.0), (117.5, 49.01)])
+    path = _register(tmp_path, [_row("A1", "采矿许可", "2024-01-01", "2026-12-31"),
+                                _row("A2", "临时用地", "2023/05/01", "2024-04-30", geom=bowtie)])
+    permits = load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)])
+    t = permits.table
+    assert t.permit_type.tolist() == ["mining", "temporary_land"]
+    assert t.valid_from.tolist() == [date(2024, 1, 1), date(2023, 5, 1)]
+    assert t.geometry.is_valid.all()
+    assert any("repaired 1 invalid geometry" in n for n in permits.notes)
+
+
+def test_unmapped_column_names_the_field_and_the_columns_present(tmp_path):
+    path = _register(tmp_path, [_row("A1", "采矿许可", "2024-01-01", "2026-12-31")])
+    cols = ZH.model_copy(update={"valid_to": "截止日期"})
+    with pytest.raises(InputError) as err:
+        load_permits([PermitLayer(path=path, columns=cols, type_values=TYPES)])
+    msg = str(err.value)
+    assert "permits.gpkg" in msg and "permits[0].columns.valid_to" in msg and "有效期至" in msg
+
+
+def test_unknown_type_value_asks_for_a_mapping(tmp_path):
+    path = _register(tmp_path, [_row("A1", "取土许可", "2024-01-01", "2026-12-31")])
+    with pytest.raises(InputError, match="'取土许可'.*not mapped") as err:
+        load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)])
+    assert "permits[0].type_values" in str(err.value)
+
+
+def test_missing_dates_keep_the_permit_but_it_never_exempts(tmp_path):
+    path = _register(tmp_path, [_row("A1", "采矿许可", "2024-01-01", None), _row("A2", "采矿许可", "soon", "2026-01-01")])
+    permits = load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)])
+    assert permits.table.issues.tolist() == ["valid_to missing", "valid_from unreadable ('soon')"]
+    assert any("2 permit(s) without usable dates" in n for n in permits.notes)
+    for _, p in permits.table.iterrows():
+        assert check_permit(p, "mine", WINDOWS).status == "undated"
+
+
+def _permit(ptype, start, end, reclaim=None):
+    return pd.Series({"permit_id": "P", "permit_type": ptype, "valid_from": start, "valid_to": end,
+                      "reclaim_by": reclaim})
+
+
+@pytest.mark.parametrize(("permit", "category", "status"), [
+    (_permit("mining", date(2024, 1, 1), date(2027, 1, 1)), "mine", "valid"),
+    (_permit("mining", date(2019, 1, 1), date(2024, 3, 31)), "mine", "expired"),
+    (_permit("mining", date(2019, 1, 1), date(2023, 3, 31), date(2024, 3, 31)), "mine", "reclamation_overdue"),
+    (_permit("construction", date(2024, 1, 1), date(2027, 1, 1)), "mine", "wrong_type"),
+    (_permit("mining", date(2025, 10, 1), date(2027, 1, 1)), "mine", "not_yet_valid"),
+    # temporary land stays allowed until its reclamation deadline (default: one year after expiry)
+    (_permit("temporary_land", date(2023, 1, 1), date(2024, 12, 31)), "temporary_land", "valid"),
+    (_permit("temporary_land", date(2021, 1, 1), date(2023, 12, 31)), "temporary_land", "reclamation_overdue"),
+    # a one-off change is exempt when the permit was valid during the change, even if it has closed since
+    (_permit("forest_use", date(2024, 9, 1), date(2025, 6, 30)), "forest", "valid"),
+    (_permit("forest_use", date(2020, 1, 1), date(2024, 6, 30)), "forest", "expired"),
+])
+def test_permit_checks(permit, category, status):
+    assert check_permit(permit, category, WINDOWS).status == status
+
+
+def _scene():
+    """A 200 x 100 m mine expansion (2 ha) in the equal-area CRS, and a permit table factory."""
+    change = box(0, 0, 200, 100)
+    det = gpd.GeoDataFrame({"category": ["mine"], "p_mean": [0.8], "p_max": [0.95], "before_dates": ["2024-07-08"],
+                            "after_dates": ["2025-07-13"]}, geometry=[change], crs=EQUAL_AREA_CRS)
+
+    def permits(*items):
+        rows = [{"permit_id": f"P{i}", "permit_type": t, "valid_from": s, "valid_to": e, "reclaim_by": r,
+                 "geometry": g} for i, (t, s, e, r, g) in enumerate(items)]
+        return gpd.GeoDataFrame(rows, geometry="geometry", crs=EQUAL_AREA_CRS).to_crs("EPSG:4326")
+
+    return det, permits
+
+
+VALID = (date(2024, 1, 1), date(2027, 1, 1), None)
+
+
+@pytest.mark.parametrize(("cover", "dates", "reason", "area"), [
+    (None, VALID, "no_permit", 20000),
+    (box(0, 0, 200, 100), VALID, None, 0),                      # fully permitted: no lead
+    (box(0, 0, 50, 100), VALID, "partly_covered", 15000),       # 25 % covered
+    (box(0, 0, 150, 100), VALID, "outside_boundary", 5000),     # 75 % covered, the rest spills out
+    (box(0, 0, 190, 100), VALID, None, 0),                      # 1000 m2 left: below the 3000 m2 unit
+    (box(0, 0, 200, 100), (date(2019, 1, 1), date(2024, 3, 31), None), "expired", 20000),
+    (box(0, 0, 200, 100), (date(2019, 1, 1), date(2023, 3, 31), date(2024, 1, 1)), "reclamation_overdue", 20000),
+])
+def test_leads_from_permit_overlay(cover, dates, reason, area):
+    det, permits = _scene()
+    table = permits(("mining", *dates, cover)) if cover is not None else permits(("construction", *VALID,
+                                                                                   box(500, 500, 600, 600)))
+    leads, annotated = make_leads(det, table, WINDOWS, "baseline")
+    if reason is None:
+        assert leads.empty
+        assert annotated.status.tolist() == ["permitted"]
+        return
+    assert len(leads) == 1
+    lead = leads.iloc[0]
+    assert lead.reason == reason
+    assert lead.area_m2 == pytest.approx(area, rel=1e-3)
+    assert lead.area_mu == pytest.approx(area / 666.667, rel=1e-3)
+    assert lead.change_area_m2 == pytest.approx(20000, rel=1e-3)
+    assert annotated.lead_id.tolist() == [lead.lead_id]
+    assert "2025-07-01/2025-08-31" == lead.monitoring_window
+
+
+def test_lead_id_is_stable_and_distinguishes_place_and_category():
+    geom = box(117.50, 49.00, 117.51, 49.01)
+    a = lead_id("mine", geom, WINDOWS)
+    assert a == lead_id("mine", geom, WINDOWS)
+    assert a.startswith("MN-2025-")
+    assert a != lead_id("mine", box(117.52, 49.00, 117.53, 49.01), WINDOWS)
+    assert a != lead_id("forest", geom, WINDOWS)
