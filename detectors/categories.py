@@ -36,8 +36,8 @@ class TimeRule(str, Enum):
 
     EVENT: a one-off change (clearing, ploughing, filling) is exempt if the permit was valid at
     any time between the two observation windows. ONGOING: a use that continues (a mine, a
-    yard, a sand pit) must still be allowed on the later date; where the permit has a
-    reclamation deadline, the use is allowed until that deadline.
+    yard, a sand pit) must still be allowed in the later window; temporary land is allowed
+    until its reclamation deadline, other uses until the permit's end.
     """
 
     EVENT = "event"

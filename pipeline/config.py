@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import tomllib
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from detectors.categories import CATEGORY_IDS, PermitType, Zone
 from pipeline.errors import ConfigError
@@ -127,7 +127,8 @@ class DetectionConfig(_Strict):
     tile_size: int = Field(256, ge=32, le=2048)
     tile_overlap: int = Field(32, ge=0)
     batch_size: int = Field(8, ge=1)
-    thresholds: dict[CategoryId, float] = Field(default_factory=dict)  # type: ignore[valid-type]
+    thresholds: dict[CategoryId, Annotated[float, Field(gt=0, lt=1)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict, description="decision threshold per category, overriding the detector's")
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> DetectionConfig:
@@ -143,7 +144,7 @@ class RunConfig(_Strict):
     aoi: list[Path] = Field(min_length=1)
     windows: Windows
     source: Source
-    categories: list[CategoryId] = Field(default_factory=lambda: list(CATEGORY_IDS))  # type: ignore[valid-type]
+    categories: list[CategoryId] = Field(default_factory=lambda: list(CATEGORY_IDS), min_length=1)  # type: ignore[valid-type]
     permits: list[PermitLayer] = Field(default_factory=list)
     zones: list[ZoneLayer] = Field(default_factory=list)
     output: Path
@@ -170,8 +171,10 @@ class RunConfig(_Strict):
             raise ValueError(f"unknown CRS {v!r} (use e.g. EPSG:4490 or EPSG:4326)") from exc
         return v
 
+    _base: Path | None = PrivateAttr(default=None)
+
     def resolved(self, base: Path) -> RunConfig:
-        """A copy whose relative paths are taken relative to `base`."""
+        """A copy whose relative paths are taken relative to `base` (the configuration's folder)."""
         def fix(p: Path) -> Path:
             return p if p.is_absolute() else (base / p).resolve()
 
@@ -184,18 +187,28 @@ class RunConfig(_Strict):
             data.source.paths = [p if Path(p).is_absolute() else str(base / p) for p in data.source.paths]
         else:
             data.source.folder = fix(data.source.folder)
+        data._base = base
         return data
 
     def fingerprint(self) -> str:
-        """A hash of everything that changes results; a run folder keeps to one fingerprint."""
-        payload = self.model_dump(mode="json", exclude={"device", "output"})
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        """A hash of everything that changes results; a run folder keeps to one fingerprint.
+
+        Paths count relative to the configuration's folder, so a project folder that is moved
+        with its configuration keeps its fingerprint and its finished cells.
+        """
+        text = json.dumps(self.model_dump(mode="json", exclude={"device", "output"}), sort_keys=True)
+        if self._base is not None:
+            text = text.replace(json.dumps(str(self._base))[1:-1], "<config folder>")
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _format(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        # drop the discriminator pydantic inserts into the path (source.local.paths -> source.paths)
+        parts = [str(p) for i, p in enumerate(e["loc"])
+                 if not (i > 0 and e["loc"][i - 1] == "source" and p in ("local", "simulated"))]
+        loc = ".".join(parts)
         lines.append(f"field '{loc}': {e['msg']}")
     return "; ".join(lines)
 

@@ -128,7 +128,7 @@ def make_leads(detections: gpd.GeoDataFrame, permits: gpd.GeoDataFrame, windows:
             "permit_notes": "; ".join(c.detail for c in checks),
             "baseline_window": _fmt_window(windows.baseline.start, windows.baseline.end),
             "monitoring_window": _fmt_window(windows.monitoring.start, windows.monitoring.end),
-            "before_dates": row.get("before_dates", ""), "after_dates": row.get("after_dates", ""),
+            "before_dates": row.before_dates, "after_dates": row.after_dates,
             "detector": detector, "lon": round(wgs.representative_point().x, 6),
             "lat": round(wgs.representative_point().y, 6), "geometry": uncovered,
         })

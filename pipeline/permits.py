@@ -10,6 +10,7 @@ change. Each such permit is listed in the run table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 import geopandas as gpd
 import pandas as pd
@@ -37,10 +38,17 @@ def _empty() -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(cols, geometry=gpd.GeoSeries([], crs="EPSG:4326"), crs="EPSG:4326")
 
 
+#: Open-ended approvals (长期 long-term, 永久 permanent) never expire.
+OPEN_ENDED = ("长期", "永久", "长期有效")
+
+
 def _parse_dates(values: pd.Series) -> pd.Series:
+    """ISO, slashed and Chinese (2024年4月1日) dates; year first, as Chinese registers write them."""
     text = values.astype("string").str.strip().replace({"": pd.NA})
-    parsed = pd.to_datetime(text, errors="coerce", format="mixed")
-    return parsed.dt.date.astype(object).where(parsed.notna(), None)
+    text = text.str.replace(r"(\d{4})年(\d{1,2})月(\d{1,2})日?", r"\1-\2-\3", regex=True)
+    parsed = pd.to_datetime(text, errors="coerce", format="mixed", yearfirst=True)
+    out = parsed.dt.date.astype(object).where(parsed.notna(), None)
+    return out.where(~text.isin(OPEN_ENDED).fillna(False), date.max)
 
 
 def read_permit_layer(cfg: PermitLayer, index: int = 0) -> Permits:
@@ -74,9 +82,9 @@ def read_permit_layer(cfg: PermitLayer, index: int = 0) -> Permits:
         parsed = _parse_dates(gdf[column]).values
         out[name] = parsed
         for i, (orig, val) in enumerate(zip(gdf[column].values, parsed, strict=True)):
-            if val is None and name != "reclaim_by":
-                issues[i].append(f"{name} missing" if pd.isna(orig) or str(orig).strip() == ""
-                                 else f"{name} unreadable ({orig!r})")
+            blank = pd.isna(orig) or str(orig).strip() == ""
+            if val is None and not (blank and name == "reclaim_by"):  # no deadline given is allowed
+                issues[i].append(f"{name} missing" if blank else f"{name} unreadable ({orig!r})")
     out["source_file"] = cfg.path.name
     out["issues"] = ["; ".join(i) for i in issues]
     bad = out[out.issues != ""]
@@ -93,7 +101,15 @@ def _permit_types(gdf: gpd.GeoDataFrame, cfg: PermitLayer, mapping: dict, index:
             raise InputError(cfg.path, f"permits[{index}].columns.permit_type", "no permit type column",
                              f"map the type column, or set permits[{index}].default_type")
         return [cfg.default_type.value] * len(gdf)
-    values = gdf[column].astype(str).str.strip()
+    raw = gdf[column]
+    if raw.isna().any():
+        if cfg.default_type is None:
+            ids = ", ".join(gdf.loc[raw.isna(), mapping["permit_id"]].astype(str).head(10))
+            raise InputError(cfg.path, f"permits[{index}].columns.permit_type",
+                             f"{int(raw.isna().sum())} permit(s) have no type ({ids})",
+                             f"fill in the type in the file, or set permits[{index}].default_type for them")
+        raw = raw.fillna(cfg.default_type.value)
+    values = raw.astype(str).str.strip()
     known = {t.value for t in PermitType}
     mapped = [cfg.type_values[v].value if v in cfg.type_values else (v if v in known else None) for v in values]
     unknown = sorted({v for v, m in zip(values, mapped, strict=True) if m is None})

@@ -89,10 +89,9 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
         thresholds = {**detector.thresholds, **config.detection.thresholds}
         labels = decide(probs, detector.categories, thresholds)
         labels[~(in_aoi & valid)] = 0
+        dates = tuple(",".join(d.isoformat() for d in c.dates) for c in (scene.before, scene.after))
         polys = polygons_from_labels(labels, probs, detector.categories, cell.transform(), cell.crs, cell.id,
-                                     cell.resolution)
-        polys["before_dates"] = ",".join(d.isoformat() for d in scene.before.dates)
-        polys["after_dates"] = ",".join(d.isoformat() for d in scene.after.dates)
+                                     cell.resolution, dates)
     with timer("write cells"):
         _write_probabilities(staging / "probabilities.tif", probs, valid, cell, detector.categories)
         polys.to_file(staging / "detections.gpkg", layer="detections", driver="GPKG", engine="pyogrio")

@@ -60,11 +60,13 @@ class RunFolder:
         fingerprint = self.config.fingerprint()
         if self.manifest_path.exists():
             old = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-            if old.get("fingerprint") != fingerprint:
+            finished = any(self.cells_dir.glob("*/cell.json"))
+            if old.get("fingerprint") != fingerprint and finished:
                 raise InputError(self.manifest_path, "fingerprint",
                                  "this run folder was made with a different configuration",
                                  "choose a new `output` folder, or run again with --fresh to start this one over")
-            return
+            if finished:
+                return
         write_json_atomic(self.manifest_path, {
             "fingerprint": fingerprint, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config_file": str(self.config_path) if self.config_path else None,

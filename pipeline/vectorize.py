@@ -20,7 +20,7 @@ from detectors.categories import get_category
 
 EQUAL_AREA_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global: equal-area, valid worldwide
 _EIGHT = np.ones((3, 3), dtype=bool)
-COLUMNS = ["cell_id", "category", "p_mean", "p_max", "n_px", "touches_edge"]
+COLUMNS = ["cell_id", "category", "p_mean", "p_max", "n_px", "touches_edge", "before_dates", "after_dates"]
 
 
 def decide(probs: np.ndarray, categories: tuple[str, ...], thresholds: dict[str, float]) -> np.ndarray:
@@ -42,8 +42,12 @@ def _touches_border(lab: np.ndarray, n: int) -> np.ndarray:
 
 
 def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tuple[str, ...], transform: Affine,
-                         crs: str, cell_id: str, resolution: float) -> gpd.GeoDataFrame:
-    """One polygon per 8-connected patch of each category, with its probability statistics."""
+                         crs: str, cell_id: str, resolution: float,
+                         dates: tuple[str, str] = ("", "")) -> gpd.GeoDataFrame:
+    """One polygon per 8-connected patch of each category, with its probability statistics.
+
+    `dates` are the acquisition dates (comma-separated) of the before and after composites.
+    """
     rows = []
     pixel_area = resolution * resolution
     for ci, cat in enumerate(categories):
@@ -73,11 +77,15 @@ def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tupl
             pieces.setdefault(int(value), []).append(shape(geom))
         for k, cid in enumerate(ids):
             rows.append({"cell_id": cell_id, "category": cat, "p_mean": float(p_mean[k]), "p_max": float(p_max[k]),
-                         "n_px": int(size[cid]), "touches_edge": bool(edge[cid]),
-                         "geometry": shapely.union_all(pieces[int(cid)])})
+                         "n_px": int(size[cid]), "touches_edge": bool(edge[cid]), "before_dates": dates[0],
+                         "after_dates": dates[1], "geometry": shapely.union_all(pieces[int(cid)])})
     if not rows:
         return gpd.GeoDataFrame(columns=[*COLUMNS, "geometry"], geometry="geometry", crs=crs)
     return gpd.GeoDataFrame(rows, geometry="geometry", crs=crs)
+
+
+def _join_unique(values: pd.Series) -> str:
+    return ",".join(sorted({v for text in values for v in str(text).split(",") if v}))
 
 
 def merge_across_cells(parts: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
@@ -110,7 +118,8 @@ def merge_across_cells(parts: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
                 "p_mean": (joined.p_mean * w).groupby(joined.index_right).sum() / w.groupby(joined.index_right).sum(),
                 "p_max": joined.p_max.groupby(joined.index_right).max(),
                 "n_px": joined.n_px.groupby(joined.index_right).sum(),
-                "cell_id": joined.cell_id.groupby(joined.index_right).agg(lambda s: ",".join(sorted(set(s)))),
+                **{col: joined[col].groupby(joined.index_right).agg(_join_unique)
+                   for col in ("cell_id", "before_dates", "after_dates")},
             })
             out = blobs.join(stats, how="inner")
             out["category"] = cat

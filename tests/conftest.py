@@ -25,9 +25,11 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def write_s2(path: Path, reflectance: np.ndarray, when: str, crs: str = "EPSG:32650",
-             transform: Affine = Affine(10, 0, 500000, 0, -10, 5430000), scl: np.ndarray | None = None,
-             offset: int = -1000, descriptions: tuple[str, ...] | None = None) -> Path:
+ORIGIN = Affine(10, 0, 500000, 0, -10, 5430000)
+
+
+def write_s2(path: Path, reflectance: np.ndarray, when: str, crs: str = "EPSG:32650", transform: Affine = ORIGIN,
+             scl: np.ndarray | None = None, offset: int = -1000, descriptions: tuple[str, ...] | None = None) -> Path:
     """A small L2A-like GeoTIFF (uint16 DN = reflectance * 10000 - offset), optionally with SCL."""
     dn = np.clip(np.round(reflectance * 10000 - offset), 1, 65535).astype("uint16")
     bands = [*dn]

@@ -52,11 +52,15 @@ seed = 3
 @pytest.mark.parametrize(("change", "field", "allowed"), [
     (("categories: [mine, forests]", None), "categories.1", "'temporary_land', 'forest'"),
     (('source: {type: local, paths: ["imagery/*.tif"]}', "source: {type: sentinel}"), "source", "'local', 'simulated'"),
+    (("radiometry", None), "source.radiometry", "'auto', 'L2A' or 'L1C'"),
     (("output: out", "output: out\ndevice: gpu"), "device", "'auto', 'cpu' or 'cuda'"),
 ])
 def test_bad_values_name_the_field_and_the_allowed_values(tmp_path, change, field, allowed):
     old, new = change
-    text = GOOD + old + "\n" if new is None else GOOD.replace(old, new)
+    if old == "radiometry":
+        text = GOOD.replace('paths: ["imagery/*.tif"]', 'paths: ["imagery/*.tif"], radiometry: L3')
+    else:
+        text = GOOD + old + "\n" if new is None else GOOD.replace(old, new)
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, text))
     msg = str(err.value)
@@ -66,7 +70,8 @@ def test_bad_values_name_the_field_and_the_allowed_values(tmp_path, change, fiel
 
 
 def test_windows_must_be_in_order(tmp_path):
-    text = GOOD.replace("baseline: {start: 2024-07-01, end: 2024-08-31}", "baseline: {start: 2025-07-01, end: 2025-09-30}")
+    text = GOOD.replace("baseline: {start: 2024-07-01, end: 2024-08-31}",
+                        "baseline: {start: 2025-07-01, end: 2025-09-30}")
     with pytest.raises(ConfigError, match="baseline window must end before the monitoring window"):
         load_config(_write(tmp_path, text))
 
@@ -89,3 +94,11 @@ def test_fingerprint_ignores_device_but_not_windows(tmp_path):
     other_window = load_config(_write(tmp_path, GOOD.replace("2025-08-31", "2025-08-30"), "c.yaml"))
     assert base.fingerprint() == other_device.fingerprint()
     assert base.fingerprint() != other_window.fingerprint()
+
+
+def test_fingerprint_survives_moving_the_folder(tmp_path):
+    a = load_config(_write(tmp_path, GOOD))
+    (tmp_path / "moved").mkdir()
+    b = load_config(_write(tmp_path / "moved", GOOD))
+    assert a.aoi != b.aoi
+    assert a.fingerprint() == b.fingerprint()

@@ -54,7 +54,7 @@ def test_file_in_another_utm_zone_is_warped_onto_the_grid(tmp_path):
     from shapely.geometry import box
 
     grid_box = gpd.GeoSeries([box(500000, 5429800, 500200, 5430000)], crs="EPSG:32650").to_crs("EPSG:32651")
-    minx, miny, maxx, maxy = grid_box.total_bounds
+    minx, _, maxx, maxy = grid_box.total_bounds
     transform = Affine(10, 0, np.floor(minx / 10) * 10 - 100, 0, -10, np.ceil(maxy / 10) * 10 + 100)
     n = int((maxx - minx) / 10) + 25
     write_s2(tmp_path / "z51.tif", _refl(0.2, (n, n)), "2025-07-10", crs="EPSG:32651", transform=transform)

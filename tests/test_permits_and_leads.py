@@ -54,18 +54,34 @@ def test_unmapped_column_names_the_field_and_the_columns_present(tmp_path):
 
 def test_unknown_type_value_asks_for_a_mapping(tmp_path):
     path = _register(tmp_path, [_row("A1", "取土许可", "2024-01-01", "2026-12-31")])
-    with pytest.raises(InputError, match="'取土许可'.*not mapped") as err:
+    with pytest.raises(InputError, match=r"'取土许可'.*not mapped") as err:
         load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)])
     assert "permits[0].type_values" in str(err.value)
 
 
 def test_missing_dates_keep_the_permit_but_it_never_exempts(tmp_path):
-    path = _register(tmp_path, [_row("A1", "采矿许可", "2024-01-01", None), _row("A2", "采矿许可", "soon", "2026-01-01")])
-    permits = load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)])
+    rows = [_row("A1", "采矿许可", "2024-01-01", None), _row("A2", "采矿许可", "soon", "2026-01-01")]
+    permits = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)])
     assert permits.table.issues.tolist() == ["valid_to missing", "valid_from unreadable ('soon')"]
     assert any("2 permit(s) without usable dates" in n for n in permits.notes)
     for _, p in permits.table.iterrows():
         assert check_permit(p, "mine", WINDOWS).status == "undated"
+
+
+def test_chinese_and_open_ended_dates(tmp_path):
+    rows = [_row("A1", "采矿许可", "2024年4月1日", "长期"), _row("A2", "采矿许可", "2024/04/01", "2026-1-31")]
+    t = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)]).table
+    assert t.valid_from.tolist() == [date(2024, 4, 1), date(2024, 4, 1)]
+    assert t.valid_to.tolist() == [date.max, date(2026, 1, 31)]
+    assert (t.issues == "").all()
+
+
+def test_permit_without_type_needs_a_default(tmp_path):
+    path = _register(tmp_path, [_row("A1", None, "2024-01-01", "2026-12-31")])
+    with pytest.raises(InputError, match=r"1 permit\(s\) have no type \(A1\)"):
+        load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)])
+    table = load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES, default_type="mining")]).table
+    assert table.permit_type.tolist() == ["mining"]
 
 
 def _permit(ptype, start, end, reclaim=None):

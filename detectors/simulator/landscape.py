@@ -63,7 +63,7 @@ class Grid:
         return unary_union(polys) if polys else MultiPolygon()
 
     def xy(self, row: float, col: float) -> tuple[float, float]:
-        x, y = self.transform * (col + 0.5, row + 0.5)
+        x, y = self.transform @ (col + 0.5, row + 0.5)
         return float(x), float(y)
 
 

@@ -31,7 +31,7 @@ class Acquisition:
 
 def coverage(grid: Grid, geom: BaseGeometry, factor: int = 3) -> np.ndarray:
     """Fraction of each pixel covered by a geometry, so change edges are mixed pixels."""
-    fine = grid.transform * Affine.scale(1 / factor)
+    fine = grid.transform @ Affine.scale(1 / factor)
     hi = features.rasterize([(geom, 1)], out_shape=(grid.height * factor, grid.width * factor),
                             transform=fine, fill=0, dtype="uint8")
     return hi.reshape(grid.height, factor, grid.width, factor).mean(axis=(1, 3)).astype(np.float32)

@@ -85,7 +85,7 @@ def inspect_file(path: Path, radiometry: str = "auto", bands: dict[str, int] | N
             raise InputError(path, "band descriptions", f"missing band(s) {', '.join(missing)} (found: {found})",
                              "name the bands in the file (band descriptions) or map them in the configuration: "
                              "source.bands: {B02: 1, B03: 2, ...}")
-        level = tags.get("PROCESSING_LEVEL", radiometry if radiometry != "auto" else "")
+        level = radiometry if radiometry != "auto" else tags.get("PROCESSING_LEVEL", "")
         if np.dtype(src.dtypes[0]).kind == "f":
             scale, offset = 1.0, 0.0
         else:

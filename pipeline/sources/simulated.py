@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import geopandas as gpd
@@ -20,8 +21,10 @@ def ensure_simulation(folder: Path, aoi_wgs84: BaseGeometry, seed: int) -> Path:
     The Hulun Lake outline and its protection zone from aoi/ shape the simulated shore, so the
     demo's water, shore and zones sit where the real ones are.
     """
-    if (folder / "simulation.json").exists():
+    done = folder / "simulation.json"
+    if done.exists() and json.loads(done.read_text(encoding="utf-8")).get("seed") == seed:
         return folder
+    done.unlink(missing_ok=True)  # a half-written folder must never pass as finished
     lake = gpd.read_file(AOI_DIR / "hulun_lake.geojson").to_crs("EPSG:4326").geometry.iloc[0]
     zone = gpd.read_file(AOI_DIR / "hulun_lake_protection_zone.geojson").to_crs("EPSG:4326").geometry.iloc[0]
     scene: SimulatedScene = simulate_scene(folder, aoi_wgs84, seed, lake, zone)
