@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Zone(str, Enum):
+class Zone(StrEnum):
     """Context zones that decide where a category applies (see docs/categories.md)."""
 
     EVERYWHERE = "everywhere"
@@ -19,7 +19,7 @@ class Zone(str, Enum):
     MINING_DISTRICT = "mining_district"
 
 
-class PermitType(str, Enum):
+class PermitType(StrEnum):
     """Normalised permit types; real layers are mapped onto these in the run configuration."""
 
     TEMPORARY_LAND = "temporary_land"
@@ -31,7 +31,7 @@ class PermitType(str, Enum):
     WETLAND_USE = "wetland_use"
 
 
-class TimeRule(str, Enum):
+class TimeRule(StrEnum):
     """When a permit must be valid to exempt a change.
 
     EVENT: a one-off change (clearing, ploughing, filling) is exempt if the permit was valid at

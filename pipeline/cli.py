@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from pipeline.demo import DEMO_SEED
 from pipeline.errors import EoleadsError
 
 DESCRIPTION = """\
@@ -18,6 +19,7 @@ commands:
   eoleads demo                 run the built-in simulated demo (no account, network or GPU)
   eoleads run CONFIG.yaml      run a configuration (docs/configuration.md)
   eoleads simulate OUT_DIR     write a simulated scene: imagery, permits, zones, truth
+  eoleads evaluate RUN_DIR     score a simulated run's leads against the planted truth
 """
 
 
@@ -53,7 +55,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import write_demo_config
     from pipeline.run import run
 
-    path = write_demo_config(Path(args.out))
+    path = write_demo_config(Path(args.out), args.seed)
     config = load_config(path)
     print(f"demo configuration: {path}")
     print(_summary(run(config, path.resolve(), fresh=args.fresh, progress=not args.quiet)))
@@ -71,6 +73,23 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import geopandas as gpd
+
+    from detectors.evaluation import score_leads
+    from pipeline.errors import InputError
+
+    folder = Path(args.run)
+    truth, leads = folder / "inputs" / "truth.gpkg", folder / "leads.gpkg"
+    for path, what in ((leads, "no leads.gpkg: run the configuration first"),
+                       (truth, "no inputs/truth.gpkg: only runs on the simulated source have a ground truth")):
+        if not path.exists():
+            raise InputError(path, None, what, "give the run folder of a finished simulated run, e.g. runs/demo")
+    table = score_leads(gpd.read_file(leads, layer="leads"), gpd.read_file(truth, layer="changes"))
+    print(table.to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eoleads", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the built-in demo", description="Simulate a Sentinel-2 scene on the "
                        "Hulun Lake shore with planted changes and permits, and run the whole pipeline on it.")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"scene simulator seed (default: {DEMO_SEED})")
     p.add_argument("--fresh", action="store_true", help="discard finished cells in the run folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
@@ -94,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
     p.add_argument("--aoi", help="AOI file (default: the demo AOI)")
     p.set_defaults(func=_cmd_simulate)
+    p = sub.add_parser("evaluate", help="score a simulated run against its ground truth",
+                       description="Object-level recall and precision per category of a run's leads against the "
+                                   "planted changes of its simulated scene (inputs/truth.gpkg).")
+    p.add_argument("run", help="run folder of a run on a simulated source (e.g. runs/demo)")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

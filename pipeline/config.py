@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-import tomllib
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 

@@ -10,7 +10,7 @@ import json
 import os
 import platform
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ class RunFolder:
             if finished:
                 return
         write_json_atomic(self.manifest_path, {
-            "fingerprint": fingerprint, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "fingerprint": fingerprint, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "config_file": str(self.config_path) if self.config_path else None,
             "config": self.config.model_dump(mode="json"), "versions": versions(),
         })

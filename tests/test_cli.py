@@ -30,3 +30,18 @@ def test_missing_aoi_file_is_an_error_without_traceback(tmp_path):
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "missing.geojson" in out.stderr and "AOI file not found" in out.stderr
+
+
+def test_evaluate_scores_the_demo(demo_run):
+    out = _eoleads("evaluate", str(demo_run))
+    assert out.returncode == 0, out.stderr
+    lines = {line.split()[0]: line.split() for line in out.stdout.splitlines()[1:]}
+    assert set(lines) == {"temporary_land", "forest", "black_soil", "river", "grassland", "lake", "wetland", "mine",
+                          "all"}
+    assert float(lines["all"][-2]) >= 0.85  # recall column
+
+
+def test_evaluate_without_truth_says_why(tmp_path):
+    (tmp_path / "leads.gpkg").write_bytes(b"")
+    out = _eoleads("evaluate", str(tmp_path))
+    assert out.returncode == 2 and "only runs on the simulated source have a ground truth" in out.stderr

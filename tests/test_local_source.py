@@ -82,3 +82,40 @@ def test_band_mapping_and_date_from_file_name(tmp_path):
 def test_no_matching_file_is_an_error(tmp_path):
     with pytest.raises(InputError, match="no file matches"):
         LocalGeoTiffSource([str(tmp_path / "*.tif")])
+
+
+def test_aligned_read_matches_the_warped_read_and_pads_outside(tmp_path):
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    from pipeline.sources.local import _aligned_offset, _read_on_grid
+
+    rng = np.random.default_rng(0)
+    path = write_s2(tmp_path / "a.tif", rng.uniform(0.05, 0.4, (6, 20, 20)).astype(np.float32), "2025-07-10")
+    shifted = ReadGrid("EPSG:32650", Affine(10, 0, 500050, 0, -10, 5429970), 20, 20)  # 5 px right, 3 px down
+    with rasterio.open(path) as src:
+        assert _aligned_offset(src, shifted) == (3, 5)
+        fast = _read_on_grid(src, [1, 2, 3], shifted, 0, Resampling.bilinear)
+        with WarpedVRT(src, crs=shifted.crs, transform=shifted.transform, width=20, height=20, src_nodata=0,
+                       nodata=0, resampling=Resampling.nearest) as vrt:
+            slow = vrt.read([1, 2, 3])
+    np.testing.assert_array_equal(fast, slow)
+    assert (fast[:, 17:, :] == 0).all() and (fast[:, :, 15:] == 0).all()
+    comp = LocalGeoTiffSource([str(path)]).composite(shifted, JULY)
+    assert comp.valid[:17, :15].all() and not comp.valid[17:].any() and not comp.valid[:, 15:].any()
+
+
+def test_nan_median_matches_numpy():
+    import warnings
+
+    from pipeline.sources.local import nan_median
+
+    rng = np.random.default_rng(1)
+    stack = rng.uniform(0, 1, (5, 3, 40, 40)).astype(np.float32)
+    stack[rng.uniform(size=stack.shape) < 0.4] = np.nan
+    stack[:, :, 0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(stack, axis=0)
+    np.testing.assert_allclose(nan_median(stack), expected, rtol=1e-6)

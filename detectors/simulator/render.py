@@ -30,11 +30,26 @@ class Acquisition:
 
 
 def coverage(grid: Grid, geom: BaseGeometry, factor: int = 3) -> np.ndarray:
-    """Fraction of each pixel covered by a geometry, so change edges are mixed pixels."""
-    fine = grid.transform @ Affine.scale(1 / factor)
-    hi = features.rasterize([(geom, 1)], out_shape=(grid.height * factor, grid.width * factor),
-                            transform=fine, fill=0, dtype="uint8")
-    return hi.reshape(grid.height, factor, grid.width, factor).mean(axis=(1, 3)).astype(np.float32)
+    """Fraction of each pixel covered by a geometry, so change edges are mixed pixels.
+
+    Only the geometry's own window is rasterised at `factor` times the resolution.
+    """
+    out = np.zeros(grid.shape, dtype=np.float32)
+    if geom.is_empty:
+        return out
+    inv = ~grid.transform
+    minx, miny, maxx, maxy = geom.bounds
+    c0, r0 = inv @ (minx, maxy)
+    c1, r1 = inv @ (maxx, miny)
+    r0, c0 = max(int(np.floor(r0)) - 1, 0), max(int(np.floor(c0)) - 1, 0)
+    r1, c1 = min(int(np.ceil(r1)) + 1, grid.height), min(int(np.ceil(c1)) + 1, grid.width)
+    if r1 <= r0 or c1 <= c0:
+        return out
+    h, w = r1 - r0, c1 - c0
+    fine = grid.transform @ Affine.translation(c0, r0) @ Affine.scale(1 / factor)
+    hi = features.rasterize([(geom, 1)], out_shape=(h * factor, w * factor), transform=fine, fill=0, dtype="uint8")
+    out[r0:r1, c0:c1] = hi.reshape(h, factor, w, factor).mean(axis=(1, 3))
+    return out
 
 
 def _surface(name: str, rng: np.random.Generator) -> np.ndarray:

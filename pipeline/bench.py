@@ -1,0 +1,102 @@
+"""`make bench`: time and peak memory of each stage on the demo, written to docs/benchmarks.md.
+
+Times are medians of several fresh runs; peak memory comes from one extra run under
+tracemalloc (which slows allocation, so it is not timed). The simulated scene is made once and
+timed on its own. The section between the markers in the output file is replaced; anything
+else in the file (GPU figures, notes) is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+import tracemalloc
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.aoi import read_aoi
+from pipeline.config import load_config
+from pipeline.demo import write_demo_config
+from pipeline.profiling import max_rss_mb
+from pipeline.run import run
+from pipeline.sources.simulated import ensure_simulation
+
+BEGIN, END = "<!-- bench:demo:begin -->", "<!-- bench:demo:end -->"
+
+
+def machine() -> str:
+    """CPU model, cores and memory, as the benchmark table states them."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines()
+                      if x.startswith("MemTotal"))
+        mem = f"{mem_kb / 2**20:.0f} GiB"
+    except (OSError, StopIteration):
+        mem = "unknown memory"
+    return f"{cpu}, {os.cpu_count()} cores, {mem}, Python {platform.python_version()}"
+
+
+def bench(repeats: int = 3) -> str:
+    """Run the demo `repeats` times plus one traced run; return the markdown section."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "demo"
+        config_path = write_demo_config(folder)
+        config = load_config(config_path)
+        start = time.perf_counter()
+        ensure_simulation(config.source.folder, read_aoi(config.aoi).geometry, config.source.seed)
+        simulate_s = time.perf_counter() - start
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            result = run(config, config_path, fresh=True, progress=False)
+            runs.append((time.perf_counter() - t0, result.timer))
+        tracemalloc.start()
+        traced = run(config, config_path, fresh=True, progress=False).timer
+        tracemalloc.stop()
+    stages = list(runs[0][1].seconds)
+    lines = [BEGIN, "## Demo run, CPU (baseline detector)", "",
+             f"Machine: {machine()}. Date: {datetime.now(UTC):%Y-%m-%d}. "
+             f"Demo: {result.counts['cells']} cells of 512 x 512 px, {result.counts['leads']} leads. "
+             f"Median of {repeats} fresh runs; peak memory from one traced run (Python and NumPy allocations).", "",
+             "| stage | seconds (median) | calls | peak MiB |", "|---|---:|---:|---:|"]
+    for s in stages:
+        secs = statistics.median(timer.seconds[s] for _, timer in runs)
+        lines.append(f"| {s} | {secs:.2f} | {runs[0][1].calls[s]} | {traced.peak_mb.get(s, 0.0):.0f} |")
+    total = statistics.median(t for t, _ in runs)
+    lines += [f"| **whole run** | **{total:.2f}** | | |", "",
+              f"Simulating the demo scene (once, before the runs): {simulate_s:.1f} s. "
+              f"Peak resident memory of the benchmark process: {max_rss_mb():.0f} MiB.", END]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the demo section of the benchmark page, keeping everything else."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    section = bench(args.repeats)
+    write_section(args.out, section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
