@@ -150,6 +150,7 @@ class RunConfig(_Strict):
     output: Path
     output_crs: str = "EPSG:4490"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    evidence: bool = Field(True, description="write before/after images per lead and an overview map")
     grid: GridConfig = GridConfig()
     detection: DetectionConfig = DetectionConfig()
 

@@ -19,6 +19,7 @@ from detectors.categories import CATEGORY_IDS
 from detectors.interface import Detector
 from pipeline.aoi import read_aoi
 from pipeline.config import RunConfig
+from pipeline.evidence import overview_map, write_evidence
 from pipeline.export import write_geopackage
 from pipeline.grid import Cell, make_cells
 from pipeline.inference import predict_scene
@@ -144,6 +145,10 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
               "unobserved_aoi_pixels": sum(r.get("unobserved_aoi_pixels", 0) for r in records),
               "detections": len(detections), "leads": len(leads),
               **{f"leads_{c}": int((leads.category == c).sum()) if len(leads) else 0 for c in CATEGORY_IDS}}
+    if config.evidence and len(leads):
+        with timer("evidence"):
+            leads["evidence"] = write_evidence(leads, source, config.windows, config.output, progress)
+            overview_map(leads, aoi.features, config.output / "leads_map.png")
     with timer("export"):
         out_crs = config.output_crs
         cells_gdf = gpd.GeoDataFrame(

@@ -96,3 +96,15 @@ def test_changed_configuration_is_refused_in_the_same_folder(demo_run):
     changed = config.model_copy(update={"categories": ["mine"]})
     with pytest.raises(InputError, match="different configuration"):
         run(changed, progress=False)
+
+
+def test_every_lead_has_its_before_after_image_and_the_run_a_map(demo_run):
+    import matplotlib.image
+
+    leads = gpd.read_file(demo_run / "leads.gpkg", layer="leads")
+    assert (leads.evidence == "evidence/" + leads.lead_id + ".png").all()
+    for rel in leads.evidence:
+        img = matplotlib.image.imread(demo_run / rel)
+        assert img.shape[0] > 300 and img.shape[1] > 600
+    assert matplotlib.image.imread(demo_run / "leads_map.png").shape[0] > 500
+    assert not list((demo_run / "evidence").glob(".*partial*"))
