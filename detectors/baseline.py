@@ -64,9 +64,8 @@ def category_scores(before: np.ndarray, after: np.ndarray, mining_district: np.n
                             above(a["brightness"], 0.075, 0.008), below(a["brightness"], 0.16, 0.01),
                             below(d_ndvi, -0.18, 0.03), not_char),
         "lake": all_of(above(a["brightness"], 0.22, 0.02), bare_after, not_water, brighter),
-        "wetland": all_of(above(b["mndwi"], -0.25, 0.05), above(b["ndvi"], 0.2, 0.05),
-                          below(a["mndwi"], 0.0, 0.05), below(a["ndvi"], 0.25, 0.04),
-                          below(a["mndwi"] - b["mndwi"], -0.2, 0.05)),
+        "wetland": all_of(above(b["mndwi"], -0.3, 0.05), above(b["ndvi"], 0.2, 0.05),
+                          below(a["ndvi"], 0.25, 0.04), below(d_ndvi, -0.25, 0.04), not_water),
         "mine": np.maximum(rock, coal),
     }
 
