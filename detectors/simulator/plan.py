@@ -71,22 +71,21 @@ SCENARIOS: dict[str, tuple[bool, str | None]] = {
     "reclamation_overdue": (True, "reclamation_overdue"),
 }
 
-# category -> (surface, shape, where, scenarios)
-_PLANS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
-    "temporary_land": ("gravel_yard", "rect", "open_steppe",
-                       ("no_permit", "no_permit", "no_permit", "permitted", "reclamation_overdue")),
-    "forest": ("clearing", "blob", "forest", ("no_permit", "no_permit", "no_permit", "permitted")),
-    "black_soil": ("subsoil", "rect", "cropland",
-                   ("no_permit", "no_permit", "no_permit", "permitted")),
-    "river": ("sediment", "blob", "river", ("no_permit", "no_permit", "permitted", "partly_covered")),
-    "grassland": ("plough", "blob", "open_steppe",
-                  ("no_permit", "no_permit", "no_permit", "permitted", "partly_covered",
-                   "wrong_type")),
-    "lake": ("fill", "rect", "lake_shore", ("no_permit", "no_permit", "no_permit", "permitted")),
-    "wetland": ("steppe_soil", "blob", "wetland",
-                ("no_permit", "no_permit", "no_permit", "permitted")),
-    "mine": ("coal", "blob", "by_pit",
-             ("no_permit", "no_permit", "permitted", "outside_boundary", "expired")),
+# category -> (shape, [(scenario, surface, where it is placed), ...])
+_NP = "no_permit"
+_PLANS: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
+    "temporary_land": ("rect", tuple((s, "gravel_yard", "open_steppe")
+                                     for s in (_NP, _NP, _NP, "permitted", "reclamation_overdue"))),
+    "forest": ("blob", tuple((s, "clearing", "forest") for s in (_NP, _NP, _NP, "permitted"))),
+    "black_soil": ("rect", tuple((s, "subsoil", "cropland") for s in (_NP, _NP, _NP, "permitted"))),
+    "river": ("blob", tuple((s, "sediment", "river") for s in (_NP, _NP, "permitted", "partly_covered"))),
+    "grassland": ("blob", tuple((s, "plough", "open_steppe")
+                                for s in (_NP, _NP, _NP, "permitted", "partly_covered", "wrong_type"))),
+    "lake": ("rect", tuple((s, "fill", "lake_shore") for s in (_NP, _NP, _NP, "permitted"))),
+    "wetland": ("blob", tuple((s, "steppe_soil", "wetland") for s in (_NP, _NP, _NP, "permitted"))),
+    # coal pits grow next to the existing pit; rock quarries open anywhere in the steppe
+    "mine": ("blob", ((_NP, "coal", "by_pit"), (_NP, "coal", "by_pit"), ("permitted", "rock_pit", "open_steppe"),
+                      ("outside_boundary", "coal", "by_pit"), ("expired", "rock_pit", "open_steppe"))),
 }
 
 # a change of a zoned category lies wholly inside its zone, as the category's definition asks
@@ -163,21 +162,16 @@ def plan_changes(land: Landscape, rng: np.random.Generator, timeline: Timeline =
                 return geom
         raise ValueError(f"could not place a change in '{where}' without overlap; enlarge the AOI")
 
-    for category, (surface, shape, where, scenarios) in _PLANS.items():
-        for k, scenario in enumerate(scenarios):
+    for category, (shape, plan) in _PLANS.items():
+        make = rectangle if shape == "rect" else blob
+        for k, (scenario, surface, where) in enumerate(plan):
             area = float(rng.uniform(0.8, 3.0) * max(get_category(category).min_area_m2, 5000))
             if scenario in ("partly_covered", "outside_boundary"):
                 area *= 3.0  # what the permit leaves uncovered must still exceed the mapping unit
-            make = rectangle if shape == "rect" else blob
-            surf = surface
-            if category == "mine" and k in (2, 4):
-                surf, where_k = "rock_pit", "open_steppe"
-            else:
-                where_k = where
-            geom = place(where_k, make, area)
+            geom = place(where, make, area)
             lead, reason = SCENARIOS[scenario]
             cid = f"{get_category(category).code}{k + 1:02d}"
-            changes.append(PlantedChange(cid, category, surf, scenario, lead, reason, geom))
+            changes.append(PlantedChange(cid, category, surface, scenario, lead, reason, geom))
             permit = _permit_for(cid, category, scenario, geom, rng, timeline)
             if permit is not None:
                 permits.append(permit)
