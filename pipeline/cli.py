@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -80,7 +81,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.errors import InputError
 
     folder = Path(args.run)
-    truth, leads = folder / "inputs" / "truth.gpkg", folder / "leads.gpkg"
+    leads, truth = folder / "leads.gpkg", folder / "inputs" / "truth.gpkg"
+    manifest = folder / "manifest.json"
+    if manifest.exists():  # the simulated scene lives where the run's configuration put it
+        source = json.loads(manifest.read_text(encoding="utf-8"))["config"]["source"]
+        if source.get("type") == "simulated":
+            truth = Path(source["folder"]) / "truth.gpkg"
     for path, what in ((leads, "no leads.gpkg: run the configuration first"),
                        (truth, "no inputs/truth.gpkg: only runs on the simulated source have a ground truth")):
         if not path.exists():

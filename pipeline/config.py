@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 from datetime import date
 from pathlib import Path
@@ -185,7 +186,7 @@ class RunConfig(_Strict):
         for layer in [*data.permits, *data.zones]:
             layer.path = fix(layer.path)
         if isinstance(data.source, LocalSource):
-            data.source.paths = [p if Path(p).is_absolute() else str(base / p) for p in data.source.paths]
+            data.source.paths = [p if Path(p).is_absolute() else os.path.normpath(base / p) for p in data.source.paths]
         else:
             data.source.folder = fix(data.source.folder)
         data._base = base
@@ -197,9 +198,9 @@ class RunConfig(_Strict):
         Paths count relative to the configuration's folder, so a project folder that is moved
         with its configuration keeps its fingerprint and its finished cells.
         """
-        text = json.dumps(self.model_dump(mode="json", exclude={"device", "output"}), sort_keys=True)
+        text = json.dumps(self.model_dump(mode="json", exclude={"device", "output", "evidence"}), sort_keys=True)
         if self._base is not None:
-            text = text.replace(json.dumps(str(self._base))[1:-1], "<config folder>")
+            text = text.replace(json.dumps(str(self._base) + os.sep)[1:-1], "<config folder>/")
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -105,6 +105,8 @@ def write_evidence(leads: gpd.GeoDataFrame, source: ImagerySource, windows: Wind
     """One PNG per lead under `folder`/evidence; returns each lead's path relative to `folder`."""
     out_dir = folder / "evidence"
     out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.png"):  # images of leads a previous run had are not evidence of this one
+        old.unlink()
     wgs = leads.to_crs("EPSG:4326").geometry
     paths = []
     for (_, lead), geom in tqdm(zip(leads.iterrows(), wgs, strict=True), total=len(leads), desc="evidence",

@@ -55,7 +55,7 @@ def check_permit(permit: pd.Series, category: str, windows: Windows) -> PermitCh
     reclaim = permit.reclaim_by if permit.reclaim_by is not None and not pd.isna(permit.reclaim_by) else None
     allowed_until = end
     if ptype == PermitType.TEMPORARY_LAND.value:
-        allowed_until = reclaim or end + TEMPORARY_RECLAIM
+        allowed_until = reclaim or (end if end == date.max else end + TEMPORARY_RECLAIM)
     if allowed_until >= windows.monitoring.start:
         return PermitCheck(pid, "valid", f"{pid} ({ptype}): valid {start} to {allowed_until}")
     overdue = ptype == PermitType.TEMPORARY_LAND.value or (reclaim is not None and reclaim < windows.monitoring.start)

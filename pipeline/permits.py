@@ -42,12 +42,17 @@ def _empty() -> gpd.GeoDataFrame:
 OPEN_ENDED = ("长期", "永久", "长期有效")
 
 
-def _parse_dates(values: pd.Series) -> pd.Series:
-    """ISO, slashed and Chinese (2024年4月1日) dates; year first, as Chinese registers write them."""
+def _parse_dates(values: pd.Series, open_ended: bool) -> pd.Series:
+    """ISO, slashed and Chinese (2024年4月1日) dates; year first, as Chinese registers write them.
+
+    With `open_ended`, 长期/永久 (an end that never comes) read as the latest date there is.
+    """
     text = values.astype("string").str.strip().replace({"": pd.NA})
     text = text.str.replace(r"(\d{4})年(\d{1,2})月(\d{1,2})日?", r"\1-\2-\3", regex=True)
     parsed = pd.to_datetime(text, errors="coerce", format="mixed", yearfirst=True)
     out = parsed.dt.date.astype(object).where(parsed.notna(), None)
+    if not open_ended:
+        return out
     return out.where(~text.isin(OPEN_ENDED).fillna(False), date.max)
 
 
@@ -79,7 +84,7 @@ def read_permit_layer(cfg: PermitLayer, index: int = 0) -> Permits:
         if column is None:
             out[name] = None
             continue
-        parsed = _parse_dates(gdf[column]).values
+        parsed = _parse_dates(gdf[column], open_ended=name != "valid_from").values
         out[name] = parsed
         for i, (orig, val) in enumerate(zip(gdf[column].values, parsed, strict=True)):
             blank = pd.isna(orig) or str(orig).strip() == ""
@@ -87,10 +92,15 @@ def read_permit_layer(cfg: PermitLayer, index: int = 0) -> Permits:
                 issues[i].append(f"{name} missing" if blank else f"{name} unreadable ({orig!r})")
     out["source_file"] = cfg.path.name
     out["issues"] = ["; ".join(i) for i in issues]
-    bad = out[out.issues != ""]
-    if len(bad):
-        notes.append(f"{cfg.path.name}: {len(bad)} permit(s) without usable dates cannot exempt any change: "
-                     + ", ".join(f"{r.permit_id} ({r.issues})" for r in bad.itertuples())[:500])
+    undated = out[out.issues.str.contains("valid_from|valid_to")]
+    if len(undated):
+        notes.append(f"{cfg.path.name}: {len(undated)} permit(s) without usable dates cannot exempt any change: "
+                     + ", ".join(f"{r.permit_id} ({r.issues})" for r in undated.itertuples())[:500])
+    unclear = out[(out.issues != "") & ~out.index.isin(undated.index)]
+    if len(unclear):
+        notes.append(f"{cfg.path.name}: {len(unclear)} permit(s) with an unreadable reclamation deadline "
+                     "(read as none given): "
+                     + ", ".join(f"{r.permit_id} ({r.issues})" for r in unclear.itertuples())[:500])
     return Permits(out, notes)
 
 
@@ -101,7 +111,7 @@ def _permit_types(gdf: gpd.GeoDataFrame, cfg: PermitLayer, mapping: dict, index:
             raise InputError(cfg.path, f"permits[{index}].columns.permit_type", "no permit type column",
                              f"map the type column, or set permits[{index}].default_type")
         return [cfg.default_type.value] * len(gdf)
-    raw = gdf[column]
+    raw = gdf[column].where(gdf[column].astype("string").str.strip() != "")  # blank cells are missing too
     if raw.isna().any():
         if cfg.default_type is None:
             ids = ", ".join(gdf.loc[raw.isna(), mapping["permit_id"]].astype(str).head(10))

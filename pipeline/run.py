@@ -24,6 +24,7 @@ from pipeline.export import write_geopackage
 from pipeline.grid import Cell, make_cells
 from pipeline.inference import predict_scene
 from pipeline.leads import make_leads
+from pipeline.mosaic import write_probability_mosaics
 from pipeline.permits import load_permits
 from pipeline.profiling import StageTimer, max_rss_mb
 from pipeline.runfolder import RunFolder, versions, write_json_atomic
@@ -130,6 +131,7 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
             continue
         records.append(process_cell(cell, config, source, zones, detector, folder, timer))
 
+    write_probability_mosaics(config.output, cells, detector.categories)
     with timer("merge"):
         parts = [gpd.read_file(folder.cell_dir(r["cell_id"]) / "detections.gpkg", engine="pyogrio")
                  for r in records if r["status"] == "done"]

@@ -76,8 +76,25 @@ def test_chinese_and_open_ended_dates(tmp_path):
     assert (t.issues == "").all()
 
 
-def test_permit_without_type_needs_a_default(tmp_path):
-    path = _register(tmp_path, [_row("A1", None, "2024-01-01", "2026-12-31")])
+def test_open_ended_temporary_land_and_open_start(tmp_path):
+    rows = [_row("T1", "临时用地", "2024-01-01", "长期"), _row("T2", "临时用地", "长期", "2026-01-01")]
+    t = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)]).table
+    assert check_permit(t.iloc[0], "temporary_land", WINDOWS).status == "valid"
+    assert t.issues.tolist() == ["", "valid_from unreadable ('长期')"]
+
+
+def test_unreadable_reclamation_deadline_is_noted_but_not_undated(tmp_path):
+    rows = [_row("T1", "临时用地", "2024-01-01", "2026-01-01", reclaim="soon")]
+    permits = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)])
+    assert permits.table.issues.tolist() == ["reclaim_by unreadable ('soon')"]
+    assert any("unreadable reclamation deadline" in n for n in permits.notes)
+    assert not any("without usable dates" in n for n in permits.notes)
+    assert check_permit(permits.table.iloc[0], "temporary_land", WINDOWS).status == "valid"
+
+
+@pytest.mark.parametrize("blank", [None, "", "  "])
+def test_permit_without_type_needs_a_default(tmp_path, blank):
+    path = _register(tmp_path, [_row("A1", blank, "2024-01-01", "2026-12-31")])
     with pytest.raises(InputError, match=r"1 permit\(s\) have no type \(A1\)"):
         load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)])
     table = load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES, default_type="mining")]).table
