@@ -47,8 +47,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.run import run
 
     config = load_config(Path(args.config))
-    print(_summary(run(config, Path(args.config).resolve(), fresh=args.fresh, progress=not args.quiet)))
+    result = run(config, Path(args.config).resolve(), fresh=args.fresh, progress=not args.quiet, shard=args.shard)
+    if result.geopackage is None:
+        c = result.counts
+        print(f"shard {args.shard[0]}/{args.shard[1]}: {c['cells_processed']} cells processed, {c['cells_pending']} "
+              f"of {c['cells']} still pending in other shards; the last shard to finish (or a run without --shard) "
+              "merges the outputs")
+        return 0
+    print(_summary(result))
     return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N, e.g. 1/4") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"shard {text}: K must be between 1 and N")
+    return k, n
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -105,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "re-running the same command resumes where it stopped.")
     p.add_argument("config", help="run configuration (YAML or TOML)")
     p.add_argument("--fresh", action="store_true", help="discard finished cells in the output folder")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="process only every N-th cell starting at the K-th, to split a region over N jobs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("demo", help="run the built-in demo", description="Simulate a Sentinel-2 scene on the "

@@ -41,7 +41,7 @@ PROBABILITY_SCALE = 250  # probabilities are stored as uint8 0..250; 255 = no da
 class RunResult:
     """Where the outputs are, and the counts the summary prints."""
 
-    geopackage: Path
+    geopackage: Path | None  # None when this process ran one shard and other cells are still pending
     leads: gpd.GeoDataFrame
     counts: dict[str, int]
     notes: list[str] = field(default_factory=list)
@@ -106,8 +106,14 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
     return record
 
 
-def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False, progress: bool = True) -> RunResult:
-    """Run a configuration into its output folder, resuming finished cells."""
+def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False, progress: bool = True,
+        shard: tuple[int, int] | None = None) -> RunResult:
+    """Run a configuration into its output folder, resuming finished cells.
+
+    With `shard=(k, n)` only every n-th cell starting at the k-th (1-based) is processed, so n
+    jobs (GPUs, machines sharing the folder) split a region; the outputs are merged by whichever
+    run finds every cell finished, or by running again without a shard.
+    """
     timer = StageTimer()
     folder = RunFolder(config.output, config, config_path)
     if fresh:
@@ -123,13 +129,18 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
     with timer("permits"):
         permits = load_permits(config.permits)
     detector = load_detector(config.detection.detector)
-    records, resumed = [], 0
-    for cell in tqdm(cells, desc="cells", unit="cell", disable=not progress):
-        if folder.is_done(cell.id):
-            records.append(folder.cell_record(cell.id))
-            resumed += 1
-            continue
-        records.append(process_cell(cell, config, source, zones, detector, folder, timer))
+    mine = cells if shard is None else cells[shard[0] - 1::shard[1]]
+    processed = 0
+    for cell in tqdm(mine, desc="cells", unit="cell", disable=not progress):
+        if not folder.is_done(cell.id):
+            process_cell(cell, config, source, zones, detector, folder, timer)
+            processed += 1
+    pending = [c.id for c in cells if not folder.is_done(c.id)]
+    if pending:
+        counts = {"cells": len(cells), "cells_processed": processed, "cells_pending": len(pending)}
+        return RunResult(None, gpd.GeoDataFrame(geometry=[]), counts, [], timer)
+    records = [folder.cell_record(c.id) for c in cells]
+    resumed = len(cells) - processed
 
     write_probability_mosaics(config.output, cells, detector.categories)
     with timer("merge"):

@@ -108,3 +108,24 @@ def test_every_lead_has_its_before_after_image_and_the_run_a_map(demo_run):
         assert img.shape[0] > 300 and img.shape[1] > 600
     assert matplotlib.image.imread(demo_run / "leads_map.png").shape[0] > 500
     assert not list((demo_run / "evidence").glob(".*partial*"))
+
+
+def test_shards_split_the_cells_and_the_last_one_merges(demo_run, tmp_path):
+    import shutil
+
+    import yaml
+
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    shutil.copytree(demo_run / "inputs", folder / "inputs")
+    data = yaml.safe_load((demo_run / "demo.yaml").read_text(encoding="utf-8"))
+    (folder / "demo.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    config = load_config(folder / "demo.yaml")
+    first = run(config, progress=False, shard=(1, 2))
+    assert first.geopackage is None
+    assert first.counts["cells_processed"] + first.counts["cells_pending"] == first.counts["cells"]
+    assert not (folder / "leads.gpkg").exists()
+    second = run(config, progress=False, shard=(2, 2))
+    assert second.geopackage == folder / "leads.gpkg"
+    expected = gpd.read_file(demo_run / "leads.gpkg", layer="leads")
+    assert sorted(second.leads.lead_id) == sorted(expected.lead_id)
