@@ -57,6 +57,10 @@ class Category:
     exempting_permits: tuple[PermitType, ...]
     time_rule: TimeRule
     signature: str
+    #: False where the earlier image itself shows the zone (forest before, wet vegetation before),
+    #: so the category can run without a zone layer; True where only a map can say (a river
+    #: corridor, black-soil cropland, steppe rather than cropland, the lake's protection zone).
+    needs_zone_layer: bool = False
 
     @property
     def label(self) -> str:
@@ -77,22 +81,23 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "black_soil", "BS", "Black soil damage", "破坏黑土地",
         Zone.BLACK_SOIL, 2000.0, (PermitType.CONSTRUCTION,), TimeRule.EVENT,
-        "dark Mollisol or crop becomes bright subsoil, fill or a water-filled pit",
+        "dark Mollisol or crop becomes bright subsoil, fill or a water-filled pit", needs_zone_layer=True,
     ),
     Category(
         "river", "RV", "River channel disturbance", "河道",
         Zone.RIVER, 1500.0, (PermitType.SAND_MINING,), TimeRule.ONGOING,
-        "water or vegetated bars become bright bare sediment or spoil",
+        "water or vegetated bars become bright bare sediment or spoil", needs_zone_layer=True,
     ),
     Category(
         "grassland", "GR", "Grassland destruction", "草原破坏",
         Zone.GRASSLAND, 3000.0, (PermitType.GRASSLAND_USE,), TimeRule.EVENT,
         "steppe (NDVI 0.3-0.6) to ploughed or dug bare soil; uniform drought browning is not",
+        needs_zone_layer=True,
     ),
     Category(
         "lake", "LK", "Hulun Lake protection zone", "呼伦湖保护",
         Zone.LAKE, 1500.0, (PermitType.CONSTRUCTION,), TimeRule.EVENT,
-        "new bright fill or construction at the shore; natural level change is not",
+        "new bright fill or construction at the shore; natural level change is not", needs_zone_layer=True,
     ),
     Category(
         "wetland", "WL", "Wetland damage", "湿地",

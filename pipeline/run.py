@@ -80,7 +80,8 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
     with timer("detect"):
         det = config.detection
         probs, stats = predict_scene(scene, zone_masks, detector, det.tile_size, det.tile_overlap, det.batch_size)
-        unused = [i for i, c in enumerate(detector.categories) if c not in config.categories]
+        unused = [i for i, c in enumerate(detector.categories)
+                  if c not in config.categories or c in zones.switched_off]
         probs[unused] = 0.0
     core = (slice(m, m + cell.size_px), slice(m, m + cell.size_px))
     probs = probs[(slice(None), *core)]

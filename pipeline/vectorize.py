@@ -88,43 +88,52 @@ def _join_unique(values: pd.Series) -> str:
     return ",".join(sorted({v for text in values for v in str(text).split(",") if v}))
 
 
+#: Patches on the two sides of a UTM zone boundary come from different pixel grids and do not
+#: share exact edges; within this distance they are taken as one change.
+ZONE_SEAM_TOLERANCE_M = 15.0
+
+
+def _components(edge: gpd.GeoDataFrame) -> np.ndarray:
+    """Connected groups of edge patches of one category: touching within a zone, near across zones."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    left, right = edge.sindex.query(edge.geometry, predicate="dwithin", distance=ZONE_SEAM_TOLERANCE_M)
+    zone = edge.cell_id.str.split("_").str[0].to_numpy()
+    geoms = edge.geometry.to_numpy()
+    keep = [(i, j) for i, j in zip(left, right, strict=True)
+            if i != j and (zone[i] != zone[j] or geoms[i].intersects(geoms[j]))]
+    n = len(edge)
+    rows, cols = (np.array(x, dtype=int) for x in zip(*keep, strict=True)) if keep else (np.zeros(0, int),) * 2
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
 def merge_across_cells(parts: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
     """Join patches that were split by cell edges, then drop what is still below the mapping unit.
 
-    Merging happens in each UTM zone's own CRS, where neighbouring cells share exact edges; the
-    result is in the equal-area CRS, with areas computed there.
+    Patches are joined where they touch (neighbouring cells of one zone share exact edges, and
+    keep them in the equal-area CRS) or lie within ZONE_SEAM_TOLERANCE_M across a zone boundary.
+    The result is in the equal-area CRS, with areas computed there.
     """
-    merged = []
-    frames = [p for p in parts if not p.empty]
+    frames = [p.to_crs(EQUAL_AREA_CRS) for p in parts if not p.empty]
     if not frames:
         return gpd.GeoDataFrame(columns=[*COLUMNS, "area_m2", "geometry"], geometry="geometry", crs=EQUAL_AREA_CRS)
-    by_crs: dict[str, list[gpd.GeoDataFrame]] = {}
-    for f in frames:
-        by_crs.setdefault(f.crs.to_string(), []).append(f)
-    for crs, group in by_crs.items():
-        gdf = gpd.GeoDataFrame(pd.concat(group, ignore_index=True), crs=crs)
-        inner = gdf[~gdf.touches_edge]
-        merged.append(inner.to_crs(EQUAL_AREA_CRS))
-        edge = gdf[gdf.touches_edge]
-        for cat, pieces in edge.groupby("category"):
-            union = shapely.union_all(pieces.geometry.buffer(0.01).values)  # close float gaps on shared edges
-            blobs = gpd.GeoDataFrame(geometry=list(getattr(union, "geoms", [union])), crs=crs)
-            blobs["geometry"] = blobs.geometry.buffer(-0.01)
-            pts = pieces.copy()
-            pts["geometry"] = pieces.geometry.representative_point()
-            joined = gpd.sjoin(pts, blobs, predicate="within", how="inner")
-            w = joined.n_px.astype(float)
-            stats = pd.DataFrame({
-                "p_mean": (joined.p_mean * w).groupby(joined.index_right).sum() / w.groupby(joined.index_right).sum(),
-                "p_max": joined.p_max.groupby(joined.index_right).max(),
-                "n_px": joined.n_px.groupby(joined.index_right).sum(),
-                **{col: joined[col].groupby(joined.index_right).agg(_join_unique)
-                   for col in ("cell_id", "before_dates", "after_dates")},
-            })
-            out = blobs.join(stats, how="inner")
-            out["category"] = cat
-            out["touches_edge"] = True
-            merged.append(out.to_crs(EQUAL_AREA_CRS))
+    gdf = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=EQUAL_AREA_CRS)
+    merged = [gdf[~gdf.touches_edge]]
+    for cat, edge in gdf[gdf.touches_edge].groupby("category"):
+        edge = edge.reset_index(drop=True)
+        group = pd.Series(_components(edge), index=edge.index)
+        w = edge.n_px.astype(float)
+        out = gpd.GeoDataFrame({
+            "p_mean": (edge.p_mean * w).groupby(group).sum() / w.groupby(group).sum(),
+            "p_max": edge.p_max.groupby(group).max(),
+            "n_px": edge.n_px.groupby(group).sum(),
+            **{col: edge[col].groupby(group).agg(_join_unique) for col in ("cell_id", "before_dates", "after_dates")},
+        }, geometry=edge.geometry.groupby(group).agg(lambda g: shapely.union_all(g.values)), crs=EQUAL_AREA_CRS)
+        out["category"] = cat
+        out["touches_edge"] = True
+        merged.append(out)
     result = gpd.GeoDataFrame(pd.concat(merged, ignore_index=True), crs=EQUAL_AREA_CRS)
     result["area_m2"] = result.geometry.area
     mmu = result.category.map(lambda c: get_category(c).min_area_m2)

@@ -13,6 +13,7 @@ from detectors.categories import Zone, get_category
 from pipeline.aoi import read_vector, repair_polygons
 from pipeline.config import ZoneLayer
 from pipeline.errors import InputError
+from pipeline.paths import AOI_DIR
 from pipeline.scene import ReadGrid
 
 
@@ -22,6 +23,7 @@ class Zones:
 
     polygons: dict[Zone, gpd.GeoSeries] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    switched_off: set[str] = field(default_factory=set)  # categories that need a zone nobody supplied
 
     def masks(self, grid: ReadGrid) -> dict[Zone, np.ndarray]:
         """A boolean raster per supplied zone on the given grid (pixel centres inside)."""
@@ -34,31 +36,57 @@ class Zones:
         return out
 
 
+#: Zones the project ships, used when the configuration supplies none of that kind.
+SHIPPED_ZONES = {Zone.LAKE: AOI_DIR / "hulun_lake_protection_zone.geojson"}
+
+
 def load_zones(layers: list[ZoneLayer], categories: list[str]) -> Zones:
-    """Read every zone layer; note each category whose zone nobody supplied (it then applies everywhere)."""
+    """Read every zone layer, then the shipped ones for zones nobody supplied; note what was used.
+
+    A place-bound zone (the Hulun Lake protection zone) falls back to the project's own file.
+    Without its zone, a category whose earlier image shows the zone (forest, wetland) runs
+    wherever its rule's conditions on that image hold; one that only a map can place (river,
+    black soil, grassland) is switched off rather than allowed to read every change in the
+    region as its own. The run table says which.
+    """
     zones = Zones()
     for cfg in layers:
-        gdf = repair_polygons(read_vector(cfg.path, cfg.layer, what="zone layer"), cfg.path, zones.notes)
-        if cfg.zone is not None:
-            labels = [cfg.zone] * len(gdf)
-        else:
-            if cfg.column not in gdf.columns:
-                raise InputError(cfg.path, f"zones.column ({cfg.column})", "column not found in the layer "
-                                 f"(it has: {', '.join(c for c in gdf.columns if c != 'geometry')})",
-                                 "set zones[].column to the column that names each feature's zone")
-            labels = [_zone_value(v, cfg) for v in gdf[cfg.column]]
-        gdf = gdf.to_crs("EPSG:4326")
-        for zone in set(labels):
-            part = gdf.geometry[[lab == zone for lab in labels]]
-            merged = shapely.union_all(part.values)
-            prev = zones.polygons.get(zone)
-            geoms = [merged] if prev is None else [*prev, merged]
-            zones.polygons[zone] = gpd.GeoSeries(geoms, crs="EPSG:4326")
+        _add_layer(zones, cfg)
+    needed = {get_category(c).zone for c in categories}
+    for zone, path in SHIPPED_ZONES.items():
+        if zone in needed and zone not in zones.polygons:
+            zones.notes.append(f"'{zone.value}' zone: none supplied, using the approximate {path.name} shipped in aoi/")
+            _add_layer(zones, ZoneLayer(path=path, zone=zone))
     for cat in categories:
         zone = get_category(cat).zone
-        if zone is not Zone.EVERYWHERE and zone not in zones.polygons:
-            zones.notes.append(f"no '{zone.value}' zone supplied: category '{cat}' applies everywhere")
+        if zone is Zone.EVERYWHERE or zone in zones.polygons:
+            continue
+        if get_category(cat).needs_zone_layer:
+            zones.switched_off.add(cat)
+            zones.notes.append(f"no '{zone.value}' zone supplied: category '{cat}' was not run "
+                               "(add a zone layer for it, see docs/configuration.md)")
+        else:
+            zones.notes.append(f"no '{zone.value}' zone supplied: category '{cat}' applies wherever its rule's "
+                               "conditions on the earlier image hold")
     return zones
+
+
+def _add_layer(zones: Zones, cfg: ZoneLayer) -> None:
+    """Read one zone layer and add its polygons, by zone."""
+    gdf = repair_polygons(read_vector(cfg.path, cfg.layer, what="zone layer"), cfg.path, zones.notes)
+    if cfg.zone is not None:
+        labels = [cfg.zone] * len(gdf)
+    else:
+        if cfg.column not in gdf.columns:
+            raise InputError(cfg.path, f"zones.column ({cfg.column})", "column not found in the layer "
+                             f"(it has: {', '.join(c for c in gdf.columns if c != 'geometry')})",
+                             "set zones[].column to the column that names each feature's zone")
+        labels = [_zone_value(v, cfg) for v in gdf[cfg.column]]
+    gdf = gdf.to_crs("EPSG:4326")
+    for zone in set(labels):
+        merged = shapely.union_all(gdf.geometry[[lab == zone for lab in labels]].values)
+        prev = zones.polygons.get(zone)
+        zones.polygons[zone] = gpd.GeoSeries([merged] if prev is None else [*prev, merged], crs="EPSG:4326")
 
 
 def _zone_value(value: object, cfg: ZoneLayer) -> Zone:

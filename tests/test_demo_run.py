@@ -129,3 +129,4 @@ def test_shards_split_the_cells_and_the_last_one_merges(demo_run, tmp_path):
     assert second.geopackage == folder / "leads.gpkg"
     expected = gpd.read_file(demo_run / "leads.gpkg", layer="leads")
     assert sorted(second.leads.lead_id) == sorted(expected.lead_id)
+

@@ -65,3 +65,27 @@ def test_merged_patch_still_too_small_is_dropped():
     gdf = polygons_from_labels(left, probs, CATS, Affine(10, 0, 0, 0, -10, 1000), "EPSG:32650", "a", 10.0)
     assert len(gdf) == 1 and gdf.touches_edge.all()
     assert merge_across_cells([gdf]).empty
+
+
+def test_patches_across_a_utm_zone_boundary_are_one_change():
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    def half(west: float, east: float, epsg: int, cell: str) -> gpd.GeoDataFrame:
+        # 8 m short of the meridian, as a pixel staircase of its own grid would leave it
+        geom = gpd.GeoSeries([box(west, 49.0, east, 49.0005)], crs="EPSG:4326").to_crs(epsg).iloc[0]
+        geom = geom.buffer(-4, join_style="mitre")
+        return gpd.GeoDataFrame({"cell_id": [cell], "category": ["mine"], "p_mean": [0.8], "p_max": [0.9],
+                                 "n_px": [20], "touches_edge": [True], "before_dates": ["2024-07-08"],
+                                 "after_dates": ["2025-07-13"]}, geometry=[geom], crs=f"EPSG:{epsg}")
+
+    west = half(119.999, 120.0, 32650, "32650_40_1060")
+    east = half(120.0, 120.001, 32651, "32651_-30_1060")
+    merged = merge_across_cells([west, east])
+    assert len(merged) == 1
+    assert merged.cell_id.iloc[0] == "32650_40_1060,32651_-30_1060"
+    assert merged.n_px.iloc[0] == 40
+    assert merged.area_m2.iloc[0] == pytest.approx(west.to_crs("EPSG:6933").area.iloc[0]
+                                                   + east.to_crs("EPSG:6933").area.iloc[0], rel=1e-6)
+    far = half(120.001, 120.002, 32651, "32651_-29_1060")  # 65 m away: a different change
+    assert len(merge_across_cells([west, far])) == 2

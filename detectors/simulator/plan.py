@@ -163,6 +163,8 @@ def plan_changes(land: Landscape, rng: np.random.Generator, timeline: Timeline =
         raise ValueError(f"could not place a change in '{where}' without overlap; enlarge the AOI")
 
     for category, (shape, plan) in _PLANS.items():
+        if not all(masks[where].any() for _, _, where in plan):
+            continue  # the landscape has no such place (no lake shore far from the lake)
         make = rectangle if shape == "rect" else blob
         for k, (scenario, surface, where) in enumerate(plan):
             area = float(rng.uniform(0.8, 3.0) * max(get_category(category).min_area_m2, 5000))

@@ -86,7 +86,7 @@ def simulate_scene(folder: Path, aoi_wgs84: BaseGeometry, seed: int, lake_wgs84:
     """Simulate two epochs over an AOI and write imagery, permits, zones and truth to a folder."""
     timeline = timeline or Timeline()
     folder.mkdir(parents=True, exist_ok=True)
-    to_utm = gpd.GeoSeries([g for g in (aoi_wgs84, lake_wgs84, lake_zone_wgs84)], crs="EPSG:4326").to_crs(crs)
+    to_utm = gpd.GeoSeries([aoi_wgs84, lake_wgs84, lake_zone_wgs84], crs="EPSG:4326").to_crs(crs)
     aoi_utm, lake, lake_zone = (None if g is None or g.is_empty else g for g in to_utm)
     grid = _grid_for(aoi_utm, crs)
     rng = np.random.default_rng(seed)
@@ -140,7 +140,8 @@ def simulate_scene(folder: Path, aoi_wgs84: BaseGeometry, seed: int, lake_wgs84:
     (folder / "simulation.json").write_text(json.dumps({
         "seed": seed, "crs": crs, "shape": [grid.height, grid.width],
         "before": [d.isoformat() for d in timeline.before], "after": [d.isoformat() for d in timeline.after],
-        "changes": len(changes), "permits": len(permits), "distractors": [d.kind for d in distractors],
+        "changes": len(changes), "categories": sorted({c.category for c in changes}),
+        "permits": len(permits), "distractors": [d.kind for d in distractors],
     }, indent=2))
     return SimulatedScene(folder, imagery, permit_path, zones, truth, timeline)
 
