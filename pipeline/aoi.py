@@ -50,14 +50,14 @@ def repair_polygons(gdf: gpd.GeoDataFrame, path: Path, notes: list[str]) -> gpd.
         gdf.loc[invalid, "geometry"] = shapely.make_valid(gdf.geometry[invalid].values)
         rows = list(gdf.index[invalid])
         msg = f"{path.name}: repaired {len(rows)} invalid geometr{'y' if len(rows) == 1 else 'ies'} (rows {rows[:10]})"
-        log.warning(msg)
+        log.info(msg)
         notes.append(msg)
     polygonal = gdf.geometry.apply(_polygonal_part)
     empty = polygonal.isna() | polygonal.apply(lambda g: g is None or g.is_empty)
     if empty.any():
         rows = list(gdf.index[empty])
         msg = f"{path.name}: dropped {len(rows)} empty or non-polygon feature(s) (rows {rows[:10]})"
-        log.warning(msg)
+        log.info(msg)
         notes.append(msg)
     out = gdf.copy()
     out["geometry"] = polygonal

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +32,6 @@ from pipeline.sources import ImagerySource, build_source, read_scene
 from pipeline.vectorize import decide, merge_across_cells, polygons_from_labels
 from pipeline.zones import Zones, load_zones
 
-log = logging.getLogger(__name__)
 PROBABILITY_SCALE = 250  # probabilities are stored as uint8 0..250; 255 = no data
 
 

@@ -19,6 +19,7 @@ import rasterio
 from affine import Affine
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
+from tqdm import tqdm
 
 from detectors.bands import L2A_OFFSET, L2A_QUANTIFICATION, REFLECTANCE_BANDS, SCL_BAND
 from detectors.categories import Zone
@@ -98,14 +99,18 @@ def simulate_scene(folder: Path, aoi_wgs84: BaseGeometry, seed: int, lake_wgs84:
 
     imagery: list[Path] = []
     (folder / "imagery").mkdir(exist_ok=True)
+    bar = tqdm(total=len(timeline.before) + len(timeline.after), desc="simulating scene", unit="image",
+               disable=None)  # shown on a terminal only
     for epoch, dates in (("before", timeline.before), ("after", timeline.after)):
         ground = ground_reflectance(land, changes, distractors, epoch, rng)
-        for _k, when in enumerate(dates):
+        for when in dates:
             shift = (0.0, 0.0) if epoch == "before" else tuple(rng.uniform(-0.4, 0.4, 2))
             acq = acquire(ground, when, rng, cloud_cover=float(rng.uniform(0.03, 0.12)), shift_px=shift)
             path = folder / "imagery" / f"S2_L2A_{when:%Y%m%d}.tif"
             write_acquisition(path, acq, grid)
             imagery.append(path)
+            bar.update()
+    bar.close()
 
     truth = folder / "truth.gpkg"
     _write_layer(gpd.GeoDataFrame(
