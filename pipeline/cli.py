@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import unicodedata
 from pathlib import Path
 
 from pipeline.demo import DEMO_SEED
@@ -24,17 +25,23 @@ commands:
 """
 
 
+def _pad(text: str, width: int) -> str:
+    """Left-align in a terminal, where Chinese characters take two columns."""
+    shown = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(width - shown, 1)
+
+
 def _summary(result) -> str:
     from detectors.categories import CATEGORIES
 
     leads = result.leads
     lines = [f"leads written to {result.geopackage}", "",
-             f"{'category':<34}{'leads':>6}{'area ha':>10}  reasons"]
+             f"{'category':<44}{'leads':>6}{'area ha':>10}  reasons"]
     for cat in CATEGORIES:
         sub = leads[leads.category == cat.id] if len(leads) else leads
         reasons = ", ".join(f"{k} {v}" for k, v in sub.reason.value_counts().items()) if len(sub) else ""
         area = sub.area_ha.sum() if len(sub) else 0.0
-        lines.append(f"{cat.label:<34}{len(sub):>6}{area:>10.1f}  {reasons}")
+        lines.append(f"{_pad(cat.label, 44)}{len(sub):>6}{area:>10.1f}  {reasons}")
     c = result.counts
     lines += ["", f"{c['leads']} leads from {c['detections']} detected changes in {c['cells']} cells "
               f"({c['cells_resumed']} resumed, {c['cells_skipped']} skipped)"]
