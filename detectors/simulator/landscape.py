@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
+import shapely
 from affine import Affine
 from rasterio import features
 from scipy import ndimage
 from shapely import affinity
 from shapely.geometry import LineString, MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import unary_union
 
 from detectors.categories import Zone
 from detectors.simulator.fields import blob, smooth_field, voronoi_patches
@@ -60,7 +60,7 @@ class Grid:
         """The polygons covering a boolean mask."""
         polys = [shape(g) for g, v in features.shapes(mask.astype("uint8"), mask=mask,
                                                       transform=self.transform) if v]
-        return unary_union(polys) if polys else MultiPolygon()
+        return shapely.union_all(polys) if polys else MultiPolygon()
 
     def xy(self, row: float, col: float) -> tuple[float, float]:
         x, y = self.transform @ (col + 0.5, row + 0.5)
@@ -92,8 +92,7 @@ def _random_pixel(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]
     return int(rows[i]), int(cols[i])
 
 
-def _meandering_river(grid: Grid, start: tuple[float, float], end: tuple[float, float],
-                      rng: np.random.Generator) -> LineString:
+def _meandering_river(start: tuple[float, float], end: tuple[float, float], rng: np.random.Generator) -> LineString:
     n = 40
     t = np.linspace(0, 1, n)
     x = start[0] + (end[0] - start[0]) * t
@@ -133,7 +132,7 @@ def make_landscape(grid: Grid, aoi: BaseGeometry, lake: BaseGeometry | None, rng
         end = grid.xy(rr, cc)
     else:
         end = grid.xy(int(rng.integers(grid.height)), grid.width - 1 if r0[1] < grid.width / 2 else 0)
-    river_line = _meandering_river(grid, start, end, rng)
+    river_line = _meandering_river(start, end, rng)
     channel = river_line.buffer(rng.uniform(18, 28))
     corridor = river_line.buffer(220)
     if lake is not None:
@@ -184,7 +183,7 @@ def make_landscape(grid: Grid, aoi: BaseGeometry, lake: BaseGeometry | None, rng
         pit = blob(grid.xy(pr, pc), area, rng)
         cover[grid.rasterize(pit) & (cover == Cover.STEPPE)] = kind
         pits.append(pit)
-    zones[Zone.MINING_DISTRICT] = unary_union([p.buffer(1500) for p in pits])
+    zones[Zone.MINING_DISTRICT] = shapely.union_all([p.buffer(1500) for p in pits])
 
     cover[grid.rasterize(channel)] = Cover.RIVER
     zones[Zone.GRASSLAND] = grid.vectorize(cover == Cover.STEPPE)
