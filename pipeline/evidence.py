@@ -11,7 +11,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import geopandas as gpd
-import matplotlib
 import numpy as np
 from affine import Affine
 from matplotlib import font_manager
@@ -22,6 +21,7 @@ from detectors.bands import band_index
 from detectors.categories import CATEGORIES, get_category
 from pipeline.config import Windows
 from pipeline.grid import utm_epsg
+from pipeline.qgis_style import COLOURS as STYLE_COLOURS
 from pipeline.scene import Composite, ReadGrid
 from pipeline.sources import ImagerySource
 
@@ -50,7 +50,7 @@ def _fonts() -> list[str]:
 
 
 CHIP_MIN_M = 800.0  # the smallest side of an evidence image, so a lead is seen in its setting
-COLOURS = dict(zip((c.id for c in CATEGORIES), matplotlib.colormaps["tab10"].colors, strict=False))
+COLOURS = {cat: tuple(v / 255 for v in rgb) for cat, rgb in STYLE_COLOURS.items()}  # as in QGIS
 
 
 def _true_colour(comp: Composite, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from pipeline.leads import make_leads
 from pipeline.mosaic import write_probability_mosaics
 from pipeline.permits import load_permits
 from pipeline.profiling import StageTimer, max_rss_mb
+from pipeline.qgis_style import category_style_qml, layer_styles
 from pipeline.runfolder import RunFolder, versions, write_json_atomic
 from pipeline.scene import ReadGrid
 from pipeline.sources import ImagerySource, build_source, read_scene
@@ -173,6 +174,8 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
             "leads": leads.to_crs(out_crs), "detections": detections.to_crs(out_crs),
             "permits": permits.table.to_crs(out_crs), "aoi": aoi.features.to_crs(out_crs), "cells": cells_gdf,
             "run": run_table,
+            "layer_styles": layer_styles({"leads": category_style_qml(),
+                                          "detections": category_style_qml(label_field=None, fill_alpha=40)}),
         })
         write_json_atomic(config.output / "summary.json", {"counts": counts, "notes": notes,
                                                            "stages": timer.table(), "max_rss_mb": max_rss_mb()})

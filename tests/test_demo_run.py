@@ -30,7 +30,7 @@ def test_geopackage_layers_read_back_by_gdal(demo_run):
     path = demo_run / "leads.gpkg"
     layers = dict(pyogrio.list_layers(path))
     assert layers == {"leads": "MultiPolygon", "detections": "MultiPolygon", "permits": "MultiPolygon",
-                      "aoi": "MultiPolygon", "cells": "MultiPolygon", "run": None}
+                      "aoi": "MultiPolygon", "cells": "MultiPolygon", "run": None, "layer_styles": None}
     for name in ("leads", "detections", "permits", "aoi", "cells"):
         assert pyogrio.read_info(path, layer=name)["crs"] == "EPSG:4490"
     with sqlite3.connect(path) as db:  # a valid GeoPackage as QGIS sees it
@@ -130,3 +130,21 @@ def test_shards_split_the_cells_and_the_last_one_merges(demo_run, tmp_path):
     expected = gpd.read_file(demo_run / "leads.gpkg", layer="leads")
     assert sorted(second.leads.lead_id) == sorted(expected.lead_id)
 
+
+
+def test_qgis_finds_a_default_style_for_the_leads(demo_run):
+    import xml.etree.ElementTree as ET
+
+    path = demo_run / "leads.gpkg"
+    styles = pyogrio.read_dataframe(path, layer="layer_styles").set_index("f_table_name")
+    with sqlite3.connect(path) as db:
+        query = "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = 'leads'"
+        geometry_column = db.execute(query).fetchone()[0]
+    leads_style = styles.loc["leads"]
+    assert leads_style.useAsDefault and leads_style.f_geometry_column == geometry_column
+    root = ET.fromstring(leads_style.styleQML.split("\n", 1)[1])  # after the DOCTYPE line
+    renderer = root.find("renderer-v2")
+    assert renderer.get("type") == "categorizedSymbol" and renderer.get("attr") == "category"
+    assert [c.get("value") for c in renderer.iter("category")] == list(CATEGORY_IDS)
+    assert len(list(renderer.iter("symbol"))) == len(CATEGORY_IDS)
+    assert root.find("labeling/settings/text-style").get("fieldName") == "lead_id"
