@@ -14,6 +14,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window as PixelWindow
+from shapely import STRtree
 from shapely.geometry import box
 
 from detectors.bands import L2A_OFFSET, L2A_QUANTIFICATION, REFLECTANCE_BANDS, SCL_BAND, SCL_INVALID
@@ -111,11 +112,13 @@ class LocalGeoTiffSource:
                 raise InputError(pattern, "source.paths", "no file matches", "check the path or glob pattern")
             paths.extend(Path(h) for h in hits)
         self.acquisitions = [inspect_file(p, radiometry, bands) for p in paths]
+        # a spatial index of footprints: a region has thousands of cells and of files
+        self._footprints = STRtree([box(*a.footprint) for a in self.acquisitions])
 
     def composite(self, grid: ReadGrid, window: Window) -> Composite | None:
         grid_wgs84 = box(*transform_bounds(grid.crs, "EPSG:4326", *_grid_bounds(grid)))
-        chosen = [a for a in self.acquisitions
-                  if window.start <= a.when <= window.end and box(*a.footprint).intersects(grid_wgs84)]
+        hits = sorted(self._footprints.query(grid_wgs84, predicate="intersects"))
+        chosen = [a for a in (self.acquisitions[i] for i in hits) if window.start <= a.when <= window.end]
         if not chosen:
             return None
         stack = np.full((len(chosen), len(self.bands), grid.height, grid.width), np.nan, dtype=np.float32)
