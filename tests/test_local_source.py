@@ -119,3 +119,11 @@ def test_nan_median_matches_numpy():
         warnings.simplefilter("ignore", RuntimeWarning)
         expected = np.nanmedian(stack, axis=0)
     np.testing.assert_allclose(nan_median(stack), expected, rtol=1e-6)
+
+
+def test_files_elsewhere_are_not_read(tmp_path):
+    far = Affine(10, 0, 700000, 0, -10, 5600000)  # 200 km away, same zone
+    write_s2(tmp_path / "far.tif", _refl(0.1), "2025-07-10", transform=far)
+    source = LocalGeoTiffSource([str(tmp_path / "far.tif")])
+    assert source.composite(GRID, JULY) is None
+    assert source.composite(ReadGrid("EPSG:32650", far, 20, 20), JULY).valid.all()
