@@ -129,9 +129,9 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
     with timer("permits"):
         permits = load_permits(config.permits)
     detector = load_detector(config.detection.detector)
-    mine = cells if shard is None else cells[shard[0] - 1::shard[1]]
+    assigned = cells if shard is None else cells[shard[0] - 1::shard[1]]
     processed = 0
-    for cell in tqdm(mine, desc="cells", unit="cell", disable=not progress):
+    for cell in tqdm(assigned, desc="cells", unit="cell", disable=not progress):
         if not folder.is_done(cell.id):
             process_cell(cell, config, source, zones, detector, folder, timer)
             processed += 1
@@ -164,11 +164,7 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
             overview_map(leads, aoi.features, config.output / "leads_map.png")
     with timer("export"):
         out_crs = config.output_crs
-        cells_gdf = gpd.GeoDataFrame(
-            {"cell_id": [c.id for c in cells], "epsg": [c.epsg for c in cells],
-             "status": [r["status"] for r in records], "detections": [r.get("detections", 0) for r in records],
-             "unobserved_pixels": [r.get("unobserved_aoi_pixels", 0) for r in records]},
-            geometry=[gpd.GeoSeries([c.geometry], crs=c.crs).to_crs(out_crs).iloc[0] for c in cells], crs=out_crs)
+        cells_gdf = _cells_layer(cells, records, out_crs)
         run_table = _run_table(config, config_path, counts, notes, timer)
         gpkg = write_geopackage(config.output / "leads.gpkg", {
             "leads": leads.to_crs(out_crs), "detections": detections.to_crs(out_crs),
@@ -180,6 +176,19 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
         write_json_atomic(config.output / "summary.json", {"counts": counts, "notes": notes,
                                                            "stages": timer.table(), "max_rss_mb": max_rss_mb()})
     return RunResult(gpkg, leads, counts, notes, timer)
+
+
+def _cells_layer(cells: list[Cell], records: list[dict], crs: str) -> gpd.GeoDataFrame:
+    """Every cell with its status, reprojected zone by zone (one transform per zone, not per cell)."""
+    frames = []
+    for epsg in sorted({c.epsg for c in cells}):
+        pairs = [(c, r) for c, r in zip(cells, records, strict=True) if c.epsg == epsg]
+        frames.append(gpd.GeoDataFrame(
+            {"cell_id": [c.id for c, _ in pairs], "epsg": epsg, "status": [r["status"] for _, r in pairs],
+             "detections": [r.get("detections", 0) for _, r in pairs],
+             "unobserved_pixels": [r.get("unobserved_aoi_pixels", 0) for _, r in pairs]},
+            geometry=[c.geometry for c, _ in pairs], crs=f"EPSG:{epsg}").to_crs(crs))
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=crs)
 
 
 def _run_table(config: RunConfig, config_path: Path | None, counts: dict, notes: list[str],
