@@ -45,5 +45,4 @@ def indices(stack: np.ndarray) -> dict[str, np.ndarray]:
         "nbr2": _ratio(b11, b12),
         "bsi": _ratio(b11 + b04, b08 + b02),
         "brightness": stack.mean(axis=0).astype(np.float32),
-        "swir1": b11.astype(np.float32),
     }

@@ -77,6 +77,7 @@ class SpectralBaseline:
     bands = REFLECTANCE_BANDS
     categories = CATEGORY_IDS
     thresholds: ClassVar[dict[str, float]] = dict.fromkeys(CATEGORY_IDS, 0.5)
+    precedence = PRECEDENCE
 
     def predict(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                 zones: dict[Zone, np.ndarray]) -> np.ndarray:
@@ -86,18 +87,5 @@ class SpectralBaseline:
             district = tile_zones.get(Zone.MINING_DISTRICT, np.ones(before.shape[2:], dtype=bool))
             scores = category_scores(np.nan_to_num(before[n]), np.nan_to_num(after[n]), district)
             stack = np.stack([scores[c] for c in self.categories]).astype(np.float32)
-            stack = restrict_to_zones(stack, self.categories, tile_zones)
-            out[n] = apply_precedence(stack, self.categories) * valid[n]
+            out[n] = restrict_to_zones(stack, self.categories, tile_zones) * valid[n]
         return out
-
-
-def apply_precedence(stack: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
-    """Damp each category by the scores of the categories that outrank it."""
-    out = stack.copy()
-    keep = np.ones(stack.shape[1:], dtype=np.float32)
-    for cat in PRECEDENCE:
-        if cat in categories:
-            i = categories.index(cat)
-            out[i] = stack[i] * keep
-            keep = keep * (1 - stack[i])
-    return out

@@ -124,7 +124,3 @@ def get_category(category_id: str) -> Category:
             f"unknown category {category_id!r}; valid categories: {', '.join(CATEGORY_IDS)}"
         ) from None
 
-
-def index_of(category_id: str) -> int:
-    """Position of a category in the registry order, the order of every probability stack."""
-    return CATEGORY_IDS.index(get_category(category_id).id)

@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="write a simulated scene", description="Write simulated L2A imagery, "
                        "a permit layer, context zones and the ground truth of the planted changes.")
     p.add_argument("out", help="folder to write into")
-    p.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"random seed (default: {DEMO_SEED})")
     p.add_argument("--aoi", help="AOI file (default: the demo AOI)")
     p.set_defaults(func=_cmd_simulate)
     p = sub.add_parser("evaluate", help="score a simulated run against its ground truth",

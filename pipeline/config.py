@@ -12,7 +12,7 @@ import os
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -192,13 +192,17 @@ class RunConfig(_Strict):
         data._base = base
         return data
 
+    #: What the finished cells depend on. Permits, the output CRS and evidence only enter when
+    #: the cells are merged, which every run does afresh, so changing them needs no --fresh.
+    CELL_FIELDS: ClassVar[set[str]] = {"aoi", "windows", "source", "categories", "zones", "grid", "detection"}
+
     def fingerprint(self) -> str:
-        """A hash of everything that changes results; a run folder keeps to one fingerprint.
+        """A hash of everything the finished cells depend on; a run folder keeps to one fingerprint.
 
         Paths count relative to the configuration's folder, so a project folder that is moved
         with its configuration keeps its fingerprint and its finished cells.
         """
-        text = json.dumps(self.model_dump(mode="json", exclude={"device", "output", "evidence"}), sort_keys=True)
+        text = json.dumps(self.model_dump(mode="json", include=self.CELL_FIELDS), sort_keys=True)
         if self._base is not None:
             text = text.replace(json.dumps(str(self._base) + os.sep)[1:-1], "<config folder>/")
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -229,7 +233,12 @@ def load_config(path: Path) -> RunConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(path, None, "file not found", "check the path, or run `eoleads demo` for an example")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise ConfigError(path, None, f"cannot be read as a UTF-8 text file ({exc.__class__.__name__})",
+                          "save the configuration as UTF-8 (QGIS and most editors can), and give a file, "
+                          "not a folder") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:

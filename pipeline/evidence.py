@@ -7,6 +7,8 @@ so what the picture shows is what the lead was drawn from.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from functools import lru_cache
 from pathlib import Path
 
@@ -102,22 +104,26 @@ def lead_chip(lead: gpd.GeoSeries, lead_wgs84, source: ImagerySource, windows: W
 
 def write_evidence(leads: gpd.GeoDataFrame, source: ImagerySource, windows: Windows, folder: Path,
                    progress: bool = True) -> list[str]:
-    """One PNG per lead under `folder`/evidence; returns each lead's path relative to `folder`."""
-    out_dir = folder / "evidence"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("*.png"):  # images of leads a previous run had are not evidence of this one
-        old.unlink()
+    """One PNG per lead in `folder`/evidence; returns each lead's path relative to `folder`.
+
+    The images are drawn into a folder of this process's own and swapped in whole, so images of
+    leads an earlier run had never mix with this run's, and two jobs finishing at once do not
+    trip over each other.
+    """
+    fresh = folder / f".evidence.{os.getpid()}.partial"
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
     wgs = leads.to_crs("EPSG:4326").geometry
     paths = []
     for (_, lead), geom in tqdm(zip(leads.iterrows(), wgs, strict=True), total=len(leads), desc="evidence",
                                 unit="lead", disable=not progress):
-        name = f"evidence/{lead.lead_id}.png"
-        tmp = out_dir / f".{lead.lead_id}.partial.png"
-        if lead_chip(lead, geom, source, windows, tmp):
-            tmp.replace(folder / name)
-            paths.append(name)
-        else:
-            paths.append("")
+        drawn = lead_chip(lead, geom, source, windows, fresh / f"{lead.lead_id}.png")
+        paths.append(f"evidence/{lead.lead_id}.png" if drawn else "")
+    final, old = folder / "evidence", folder / f".evidence.{os.getpid()}.old"
+    if final.exists():
+        final.replace(old)
+    fresh.replace(final)
+    shutil.rmtree(old, ignore_errors=True)
     return paths
 
 

@@ -81,7 +81,7 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
         probs, stats = predict_scene(scene, zone_masks, detector, det.tile_size, det.tile_overlap, det.batch_size)
         unused = [i for i, c in enumerate(detector.categories)
                   if c not in config.categories or c in zones.switched_off]
-        probs[unused] = 0.0
+        probs[unused] = 0.0  # before the decision, so what is left out never overrules the rest
     core = (slice(m, m + cell.size_px), slice(m, m + cell.size_px))
     probs = probs[(slice(None), *core)]
     valid = scene.valid[core]
@@ -89,11 +89,11 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
         in_aoi = features.rasterize([(cell.aoi_part, 1)], out_shape=valid.shape, transform=cell.transform(),
                                     fill=0, dtype="uint8").astype(bool)
         thresholds = {**detector.thresholds, **config.detection.thresholds}
-        labels = decide(probs, detector.categories, thresholds)
+        labels = decide(probs, detector.categories, thresholds, detector.precedence)
         labels[~(in_aoi & valid)] = 0
         dates = tuple(",".join(d.isoformat() for d in c.dates) for c in (scene.before, scene.after))
         polys = polygons_from_labels(labels, probs, detector.categories, cell.transform(), cell.crs, cell.id,
-                                     cell.resolution, dates)
+                                     cell.resolution, dates, outside=~in_aoi)
     with timer("write cells"):
         _write_probabilities(staging / "probabilities.tif", probs, valid, cell, detector.categories)
         polys.to_file(staging / "detections.gpkg", layer="detections", driver="GPKG", engine="pyogrio")
@@ -146,7 +146,7 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
     with timer("merge"):
         parts = [gpd.read_file(folder.cell_dir(r["cell_id"]) / "detections.gpkg", engine="pyogrio")
                  for r in records if r["status"] == "done"]
-        detections = merge_across_cells(parts)
+        detections = merge_across_cells(parts, config.grid.resolution_m)
     with timer("leads"):
         leads, detections = make_leads(detections, permits.table, config.windows, detector.name)
     notes = [*aoi.notes, *zones.notes, *permits.notes]

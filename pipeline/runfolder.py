@@ -60,7 +60,7 @@ class RunFolder:
         fingerprint = self.config.fingerprint()
         if self.manifest_path.exists():
             old = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-            finished = any(self.cells_dir.glob("*/cell.json"))
+            finished = any(not p.parent.name.startswith(".") for p in self.cells_dir.glob("*/cell.json"))
             if old.get("fingerprint") != fingerprint and finished:
                 raise InputError(self.manifest_path, "fingerprint",
                                  "this run folder was made with a different configuration",
@@ -89,9 +89,9 @@ class RunFolder:
 
     def staging(self, cell_id: str) -> Path:
         """An empty scratch folder for a cell; `commit` moves it into place."""
+        for leftover in self.cells_dir.glob(f".{cell_id}.*.partial"):  # this cell, in flight when a run died
+            shutil.rmtree(leftover, ignore_errors=True)
         tmp = self.cells_dir / f".{cell_id}.{os.getpid()}.partial"
-        if tmp.exists():
-            shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         return tmp
 

@@ -23,31 +23,48 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 COLUMNS = ["cell_id", "category", "p_mean", "p_max", "n_px", "touches_edge", "before_dates", "after_dates"]
 
 
-def decide(probs: np.ndarray, categories: tuple[str, ...], thresholds: dict[str, float]) -> np.ndarray:
-    """Category index + 1 of each pixel (0 = no change): the most probable category above its threshold."""
+def decide(probs: np.ndarray, categories: tuple[str, ...], thresholds: dict[str, float],
+           precedence: tuple[str, ...] | None = None) -> np.ndarray:
+    """Category index + 1 of each pixel (0 = no change).
+
+    Among the categories whose probability reaches their threshold, the first in `precedence`
+    wins, or the most probable where there is no precedence.
+    """
     thr = np.array([thresholds[c] for c in categories], dtype=np.float32)[:, None, None]
     above = probs >= thr
-    scored = np.where(above, probs, -1.0)
-    labels = scored.argmax(axis=0).astype(np.uint8) + 1
-    labels[~above.any(axis=0)] = 0
+    if precedence is None:
+        labels = np.where(above, probs, -1.0).argmax(axis=0).astype(np.uint8) + 1
+        labels[~above.any(axis=0)] = 0
+        return labels
+    labels = np.zeros(probs.shape[1:], dtype=np.uint8)
+    for cat in reversed(precedence):  # later writes win, so the first in precedence has the last word
+        i = categories.index(cat)
+        labels[above[i]] = i + 1
     return labels
 
 
-def _touches_border(lab: np.ndarray, n: int) -> np.ndarray:
-    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+def _touches_border(lab: np.ndarray, n: int, open_edge: np.ndarray | None = None) -> np.ndarray:
+    """Which labels reach the raster's border or a pixel of `open_edge` (beyond which the change
+    may go on: the neighbouring zone's side of a UTM boundary)."""
+    border = [lab[0], lab[-1], lab[:, 0], lab[:, -1]]
+    if open_edge is not None:
+        border.append(lab[open_edge])
     hit = np.zeros(n + 1, dtype=bool)
-    hit[border] = True
+    hit[np.unique(np.concatenate(border))] = True
     hit[0] = False
     return hit
 
 
 def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tuple[str, ...], transform: Affine,
-                         crs: str, cell_id: str, resolution: float,
-                         dates: tuple[str, str] = ("", "")) -> gpd.GeoDataFrame:
+                         crs: str, cell_id: str, resolution: float, dates: tuple[str, str] = ("", ""),
+                         outside: np.ndarray | None = None) -> gpd.GeoDataFrame:
     """One polygon per 8-connected patch of each category, with its probability statistics.
 
-    `dates` are the acquisition dates (comma-separated) of the before and after composites.
+    `dates` are the acquisition dates (comma-separated) of the before and after composites;
+    `outside` marks pixels that belong to another cell's part of the AOI (across a UTM zone
+    boundary): patches next to them are kept for the merge like patches on the raster border.
     """
+    open_edge = None if outside is None else ndimage.binary_dilation(outside, structure=_EIGHT) & ~outside
     rows = []
     pixel_area = resolution * resolution
     for ci, cat in enumerate(categories):
@@ -59,10 +76,10 @@ def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tupl
         hole_size = np.bincount(holes.ravel(), minlength=n_holes + 1)
         small_hole = (hole_size < min_px) & ~_touches_border(holes, n_holes)
         small_hole[0] = False
-        mask |= small_hole[holes]
+        mask |= small_hole[holes] & (labels == 0)  # never take pixels another category holds
         comp, n = ndimage.label(mask, structure=_EIGHT)
         size = np.bincount(comp.ravel(), minlength=n + 1)
-        edge = _touches_border(comp, n)
+        edge = _touches_border(comp, n, open_edge)
         keep = (size >= min_px) | edge
         keep[0] = False
         comp = np.where(keep[comp], comp, 0).astype(np.int32)
@@ -109,12 +126,13 @@ def _components(edge: gpd.GeoDataFrame) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
-def merge_across_cells(parts: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+def merge_across_cells(parts: list[gpd.GeoDataFrame], resolution: float) -> gpd.GeoDataFrame:
     """Join patches that were split by cell edges, then drop what is still below the mapping unit.
 
     Patches are joined where they touch (neighbouring cells of one zone share exact edges, and
     keep them in the equal-area CRS) or lie within ZONE_SEAM_TOLERANCE_M across a zone boundary.
-    The result is in the equal-area CRS, with areas computed there.
+    The mapping unit is held in pixels of `resolution` metres, as inside each cell; reported
+    areas are computed in the equal-area CRS.
     """
     frames = [p.to_crs(EQUAL_AREA_CRS) for p in parts if not p.empty]
     if not frames:
@@ -137,4 +155,5 @@ def merge_across_cells(parts: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
     result = gpd.GeoDataFrame(pd.concat(merged, ignore_index=True), crs=EQUAL_AREA_CRS)
     result["area_m2"] = result.geometry.area
     mmu = result.category.map(lambda c: get_category(c).min_area_m2)
-    return result[result.area_m2 >= mmu].reset_index(drop=True)[[*COLUMNS, "area_m2", "geometry"]]
+    keep = result.n_px * resolution**2 >= mmu
+    return result[keep].reset_index(drop=True)[[*COLUMNS, "area_m2", "geometry"]]

@@ -7,6 +7,7 @@ from detectors.categories import CATEGORY_IDS, Zone
 from detectors.simulator.spectra import surface_spectra
 from pipeline.inference import predict_scene
 from pipeline.scene import Composite, ReadGrid, Scene
+from pipeline.vectorize import decide
 
 
 def _pixel(name: str) -> np.ndarray:
@@ -26,8 +27,10 @@ ALL_ZONES = dict.fromkeys([Zone.FOREST, Zone.GRASSLAND, Zone.BLACK_SOIL, Zone.RI
 
 
 def _top(p: dict[str, float]) -> str | None:
-    cat, val = max(p.items(), key=lambda kv: kv[1])
-    return cat if val >= 0.5 else None
+    """The category the pipeline would assign, precedence included."""
+    probs = np.array([p[c] for c in CATEGORY_IDS], dtype=np.float32)[:, None, None]
+    label = int(decide(probs, CATEGORY_IDS, SpectralBaseline.thresholds, SpectralBaseline.precedence)[0, 0])
+    return CATEGORY_IDS[label - 1] if label else None
 
 
 def test_forest_clearing_is_forest_only_inside_the_forest_zone():

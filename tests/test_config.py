@@ -102,3 +102,16 @@ def test_fingerprint_survives_moving_the_folder(tmp_path):
     b = load_config(_write(tmp_path / "moved", GOOD))
     assert a.aoi != b.aoi
     assert a.fingerprint() == b.fingerprint()
+
+
+def test_permits_and_name_do_not_enter_the_fingerprint(tmp_path):
+    base = load_config(_write(tmp_path, GOOD))
+    more = GOOD.replace("name: t", "name: renamed") + "permits: [{path: permits.gpkg}]\noutput_crs: EPSG:4326\n"
+    assert load_config(_write(tmp_path, more, "b.yaml")).fingerprint() == base.fingerprint()
+
+
+def test_config_that_is_not_utf8_is_a_clear_error(tmp_path):
+    path = tmp_path / "gbk.yaml"
+    path.write_bytes(GOOD.replace("name: t", "name: 呼伦湖").encode("gbk"))
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(path)

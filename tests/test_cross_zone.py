@@ -22,7 +22,7 @@ def cross_zone_run(tmp_path_factory):
         "name": "across-120E", "aoi": ["aoi.geojson"],
         "windows": {"baseline": {"start": "2024-07-01", "end": "2024-08-31"},
                     "monitoring": {"start": "2025-07-01", "end": "2025-08-31"}},
-        "source": {"type": "simulated", "seed": 5, "folder": "inputs"},  # imagery in zone 50N only
+        "source": {"type": "simulated", "seed": 5, "folder": "inputs"},  # imagery in one zone only
         "zones": [{"path": "inputs/zones.gpkg", "column": "zone"}],  # the lake zone falls back to aoi/
         "permits": demo_config()["permits"],
         "output": ".", "evidence": False,

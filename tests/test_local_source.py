@@ -127,3 +127,26 @@ def test_files_elsewhere_are_not_read(tmp_path):
     source = LocalGeoTiffSource([str(tmp_path / "far.tif")])
     assert source.composite(GRID, JULY) is None
     assert source.composite(ReadGrid("EPSG:32650", far, 20, 20), JULY).valid.all()
+
+
+def test_band_mapping_beyond_the_file_is_refused(tmp_path):
+    path = write_s2(tmp_path / "a.tif", _refl(0.1), "2025-07-10")
+    with pytest.raises(InputError, match=r"band index out of range \(B12: 12\)"):
+        inspect_file(path, bands={"B02": 1, "B03": 2, "B04": 3, "B08": 4, "B11": 5, "B12": 12})
+
+
+def test_tiff_datetime_is_not_taken_for_the_acquisition_date(tmp_path):
+    import rasterio
+
+    path = write_s2(tmp_path / "S2_L2A_20240708.tif", _refl(0.1), "")
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(TIFFTAG_DATETIME="2025:03:01 10:00:00")
+    assert inspect_file(path).when == date(2024, 7, 8)
+
+
+def test_dates_list_only_acquisitions_that_saw_the_grid(tmp_path):
+    write_s2(tmp_path / "a.tif", _refl(0.1), "2025-07-05", scl=np.full((20, 20), 4))
+    write_s2(tmp_path / "b.tif", _refl(0.1), "2025-07-15", scl=np.full((20, 20), 9))  # all cloud
+    comp = LocalGeoTiffSource([str(tmp_path / "*.tif"), str(tmp_path / "a.tif")]).composite(GRID, JULY)
+    assert comp.dates == [date(2025, 7, 5)]
+    assert comp.observations.max() == 1  # a.tif matched twice is still one acquisition

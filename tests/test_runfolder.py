@@ -42,3 +42,17 @@ def test_commit_is_all_or_nothing(tmp_path):
     assert folder.is_done("c1") and (folder.cell_dir("c1") / "probabilities.tif").exists()
     assert folder.cell_record("c1")["status"] == "done"
     assert not staging.exists()
+
+
+def test_a_cell_left_in_flight_by_a_dead_run_is_cleared(tmp_path):
+    from pipeline.config import load_config
+
+    folder = RunFolder(tmp_path / "out", load_config(_write(tmp_path, GOOD)))
+    folder.open()
+    dead = folder.cells_dir / ".c1.999999.partial"
+    dead.mkdir()
+    (dead / "cell.json").write_text("{}")  # written, but the rename never happened
+    assert not folder.is_done("c1")
+    RunFolder(tmp_path / "out", folder.config).open()  # still no finished cell: nothing refused
+    staging = folder.staging("c1")
+    assert not dead.exists() and staging.exists()

@@ -46,7 +46,7 @@ def test_patch_split_by_a_cell_edge_is_merged_and_kept():
     x0, y0 = 500000.0, 5430000.0
     a = polygons_from_labels(left, probs, CATS, Affine(res, 0, x0, 0, -res, y0), "EPSG:32650", "a", res)
     b = polygons_from_labels(right, probs * 0.5, CATS, Affine(res, 0, x0 + 1000, 0, -res, y0), "EPSG:32650", "b", res)
-    merged = merge_across_cells([a, b])
+    merged = merge_across_cells([a, b], 10.0)
     assert len(merged) == 1
     row = merged.iloc[0]
     assert row.n_px == 480
@@ -64,7 +64,7 @@ def test_merged_patch_still_too_small_is_dropped():
     left = _labels_with([(20, 24, 96, 100)])
     gdf = polygons_from_labels(left, probs, CATS, Affine(10, 0, 0, 0, -10, 1000), "EPSG:32650", "a", 10.0)
     assert len(gdf) == 1 and gdf.touches_edge.all()
-    assert merge_across_cells([gdf]).empty
+    assert merge_across_cells([gdf], 10.0).empty
 
 
 def test_patches_across_a_utm_zone_boundary_are_one_change():
@@ -76,16 +76,48 @@ def test_patches_across_a_utm_zone_boundary_are_one_change():
         geom = gpd.GeoSeries([box(west, 49.0, east, 49.0005)], crs="EPSG:4326").to_crs(epsg).iloc[0]
         geom = geom.buffer(-4, join_style="mitre")
         return gpd.GeoDataFrame({"cell_id": [cell], "category": ["mine"], "p_mean": [0.8], "p_max": [0.9],
-                                 "n_px": [20], "touches_edge": [True], "before_dates": ["2024-07-08"],
+                                 "n_px": [30], "touches_edge": [True], "before_dates": ["2024-07-08"],
                                  "after_dates": ["2025-07-13"]}, geometry=[geom], crs=f"EPSG:{epsg}")
 
     west = half(119.999, 120.0, 32650, "32650_40_1060")
     east = half(120.0, 120.001, 32651, "32651_-30_1060")
-    merged = merge_across_cells([west, east])
+    merged = merge_across_cells([west, east], 10.0)
     assert len(merged) == 1
     assert merged.cell_id.iloc[0] == "32650_40_1060,32651_-30_1060"
-    assert merged.n_px.iloc[0] == 40
+    assert merged.n_px.iloc[0] == 60
     assert merged.area_m2.iloc[0] == pytest.approx(west.to_crs("EPSG:6933").area.iloc[0]
                                                    + east.to_crs("EPSG:6933").area.iloc[0], rel=1e-6)
     far = half(120.001, 120.002, 32651, "32651_-29_1060")  # 65 m away: a different change
-    assert len(merge_across_cells([west, far])) == 2
+    assert len(merge_across_cells([west, far], 10.0)) == 2
+
+
+def test_precedence_decides_where_rules_overlap():
+    probs = np.zeros((len(CATS), 1, 2), dtype=np.float32)
+    probs[MINE] = [0.9, 0.4]
+    probs[CATS.index("lake")] = [0.6, 0.6]
+    thresholds = dict.fromkeys(CATS, 0.5)
+    order = ("lake", "mine")
+    assert decide(probs, CATS, thresholds, order).tolist() == [[CATS.index("lake") + 1] * 2]
+    probs[CATS.index("lake")] = 0.0  # a category left out of the run no longer overrules
+    assert decide(probs, CATS, thresholds, order).tolist() == [[MINE + 1, 0]]
+
+
+def test_holes_of_another_category_are_not_taken():
+    labels = _labels_with([(10, 30, 10, 30)])
+    labels[18:21, 18:21] = CATS.index("lake") + 1  # 9 px of lake inside the mine
+    probs = np.full((len(CATS), 100, 100), 0.8, dtype=np.float32)
+    gdf = polygons_from_labels(labels, probs, CATS, Affine(10, 0, 0, 0, -10, 1000), "EPSG:32650", "c", 10.0)
+    mine = gdf[gdf.category == "mine"].iloc[0]
+    assert mine.n_px == 400 - 9
+    assert mine.geometry.area == pytest.approx(39100)
+
+
+def test_patch_at_the_aoi_cut_is_kept_for_the_merge():
+    labels = _labels_with([(40, 45, 50, 55)])  # 25 px, below the mine unit, next to the zone cut
+    outside = np.zeros((100, 100), dtype=bool)
+    outside[:, 55:] = True
+    probs = np.full((len(CATS), 100, 100), 0.8, dtype=np.float32)
+    transform = Affine(10, 0, 0, 0, -10, 1000)
+    assert polygons_from_labels(labels, probs, CATS, transform, "EPSG:32650", "c", 10.0).empty
+    kept = polygons_from_labels(labels, probs, CATS, transform, "EPSG:32650", "c", 10.0, outside=outside)
+    assert kept.touches_edge.tolist() == [True]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 from shapely import affinity
-from shapely.geometry import Point, Polygon, box
+from shapely.geometry import Polygon, box
 
 
 def smooth_field(shape: tuple[int, int], scale_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -53,7 +53,3 @@ def rectangle(center: tuple[float, float], area_m2: float, rng: np.random.Genera
     rect = affinity.rotate(rect, rng.uniform(0, 180))
     return affinity.translate(rect, *center)
 
-
-def disc(center: tuple[float, float], radius_m: float) -> Polygon:
-    """A round area, for context zones around a point."""
-    return Point(center).buffer(radius_m)

@@ -92,11 +92,6 @@ _PLANS: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
 _ZONE_OF = {"open_steppe": Zone.GRASSLAND, "forest": Zone.FOREST, "cropland": Zone.BLACK_SOIL, "river": Zone.RIVER,
             "lake_shore": Zone.LAKE, "wetland": Zone.WETLAND, "by_pit": Zone.GRASSLAND}
 
-_PERMIT_TYPE_FOR = {
-    "temporary_land": "temporary_land", "forest": "forest_use", "black_soil": "construction",
-    "river": "sand_mining", "grassland": "grassland_use", "lake": "construction",
-    "wetland": "wetland_use", "mine": "mining",
-}
 _HOLDERS = ("Hailar Gravel Co.", "Barag Construction Ltd.", "Jalainur Mining Co.",
             "Steppe Agriculture Coop.", "Hulun Roads Bureau", "Xinbarag Sand Works")
 
@@ -190,7 +185,7 @@ def _permit_for(cid: str, category: str, scenario: str, geom: Polygon, rng: np.r
                 timeline: Timeline) -> Permit | None:
     if scenario == "no_permit":
         return None
-    ptype = _PERMIT_TYPE_FOR[category]
+    ptype = get_category(category).exempting_permits[0].value
     if scenario == "wrong_type":
         ptype = "construction" if category != "black_soil" else "grassland_use"
     vf, vt, rb = _permit_dates(scenario, category, timeline)

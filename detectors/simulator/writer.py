@@ -82,18 +82,22 @@ def _bowtie(poly: BaseGeometry) -> Polygon:
 
 
 def simulate_scene(folder: Path, aoi_wgs84: BaseGeometry, seed: int, lake_wgs84: BaseGeometry | None = None,
-                   lake_zone_wgs84: BaseGeometry | None = None, crs: str = "EPSG:32650",
-                   timeline: Timeline | None = None) -> SimulatedScene:
-    """Simulate two epochs over an AOI and write imagery, permits, zones and truth to a folder."""
+                   lake_zone_wgs84: BaseGeometry | None = None, timeline: Timeline | None = None
+                   ) -> SimulatedScene:
+    """Simulate two epochs over an AOI and write imagery, permits, zones and truth to a folder.
+
+    The scene is made in the WGS84 UTM zone of the AOI's centre, as a Sentinel-2 tile would be.
+    """
     timeline = timeline or Timeline()
     folder.mkdir(parents=True, exist_ok=True)
+    crs = gpd.GeoSeries([aoi_wgs84], crs="EPSG:4326").estimate_utm_crs("WGS 84").to_string()
     to_utm = gpd.GeoSeries([aoi_wgs84, lake_wgs84, lake_zone_wgs84], crs="EPSG:4326").to_crs(crs)
     aoi_utm, lake, lake_zone = (None if g is None or g.is_empty else g for g in to_utm)
     grid = _grid_for(aoi_utm, crs)
     rng = np.random.default_rng(seed)
-    if lake is not None:
-        lake = lake.intersection(aoi_utm.buffer(5000))
-        lake_zone = lake_zone.intersection(aoi_utm.buffer(5000))
+    near = aoi_utm.buffer(5000)
+    lake = lake.intersection(near) if lake is not None else None
+    lake_zone = lake_zone.intersection(near) if lake_zone is not None else None
     land = make_landscape(grid, aoi_utm, lake, rng, lake_zone=lake_zone)
     changes, permits, distractors = plan_changes(land, rng, timeline)
 
@@ -142,12 +146,16 @@ def simulate_scene(folder: Path, aoi_wgs84: BaseGeometry, seed: int, lake_wgs84:
          cols["reclaim_by"]: [_iso(p.reclaim_by) for p in permits]},
         geometry=geoms, crs=crs).to_crs("EPSG:4490"), permit_path, "permits")
 
-    (folder / "simulation.json").write_text(json.dumps({
+    done = folder / "simulation.json"  # written last and atomically: it marks a finished folder
+    tmp = done.with_name(".simulation.json.partial")
+    tmp.write_text(json.dumps({
         "seed": seed, "crs": crs, "shape": [grid.height, grid.width],
         "before": [d.isoformat() for d in timeline.before], "after": [d.isoformat() for d in timeline.after],
         "changes": len(changes), "categories": sorted({c.category for c in changes}),
         "permits": len(permits), "distractors": [d.kind for d in distractors],
+        "aoi": aoi_wgs84.wkt,
     }, indent=2))
+    tmp.replace(done)
     return SimulatedScene(folder, imagery, permit_path, zones, truth, timeline)
 
 

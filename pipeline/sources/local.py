@@ -48,7 +48,8 @@ class Acquisition:
 
 
 def _acquisition_date(path: Path, tags: dict[str, str]) -> date:
-    for key in ("ACQUISITION_DATE", "DATETIME", "TIFFTAG_DATETIME"):
+    # not TIFFTAG_DATETIME: export tools set it to when the file was written
+    for key in ("ACQUISITION_DATE",):
         if key in tags:
             text = tags[key].strip()[:10].replace(":", "-")
             try:
@@ -78,6 +79,10 @@ def inspect_file(path: Path, radiometry: str = "auto", bands: dict[str, int] | N
         when = _acquisition_date(path, tags)
         if bands:
             index = {_normalise_band(k): v for k, v in bands.items()}
+            beyond = [f"{k}: {v}" for k, v in index.items() if not 1 <= v <= src.count]
+            if beyond:
+                raise InputError(path, "source.bands", f"band index out of range ({', '.join(beyond)}); "
+                                 f"the file has {src.count} band(s)", "number the bands from 1 as in QGIS")
         else:
             index = {_normalise_band(d): i + 1 for i, d in enumerate(src.descriptions) if d}
         missing = [b for b in REFLECTANCE_BANDS if b not in index]
@@ -111,6 +116,7 @@ class LocalGeoTiffSource:
             if not hits or not Path(hits[0]).exists():
                 raise InputError(pattern, "source.paths", "no file matches", "check the path or glob pattern")
             paths.extend(Path(h) for h in hits)
+        paths = sorted(set(paths))  # a file matched by two patterns is still one acquisition
         self.acquisitions = [inspect_file(p, radiometry, bands) for p in paths]
         # a spatial index of footprints: a region has thousands of cells and of files
         self._footprints = STRtree([box(*a.footprint) for a in self.acquisitions])
@@ -126,7 +132,8 @@ class LocalGeoTiffSource:
             stack[k] = _read_reflectance(acq, grid, self.bands)
         refl = nan_median(stack)
         seen = np.isfinite(stack).all(axis=1)
-        return Composite(reflectance=refl, valid=seen.any(axis=0), dates=sorted(a.when for a in chosen),
+        seen_dates = sorted({a.when for a, s in zip(chosen, seen, strict=True) if s.any()})  # only dates that saw it
+        return Composite(reflectance=refl, valid=seen.any(axis=0), dates=seen_dates,
                          observations=seen.sum(axis=0).astype(np.uint8))
 
 

@@ -16,14 +16,16 @@ from pipeline.sources.local import LocalGeoTiffSource
 
 
 def ensure_simulation(folder: Path, aoi_wgs84: BaseGeometry, seed: int) -> Path:
-    """Simulate the scene into `folder` unless a finished simulation is already there.
+    """Simulate the scene into `folder` unless a finished simulation of this AOI and seed is there.
 
     The Hulun Lake outline and its protection zone from aoi/ shape the simulated shore, so the
     demo's water, shore and zones sit where the real ones are.
     """
     done = folder / "simulation.json"
-    if done.exists() and json.loads(done.read_text(encoding="utf-8")).get("seed") == seed:
-        return folder
+    if done.exists():
+        made = json.loads(done.read_text(encoding="utf-8"))
+        if made.get("seed") == seed and made.get("aoi") == aoi_wgs84.wkt:
+            return folder
     done.unlink(missing_ok=True)  # a half-written folder must never pass as finished
     lake = gpd.read_file(AOI_DIR / "hulun_lake.geojson").to_crs("EPSG:4326").geometry.iloc[0]
     zone = gpd.read_file(AOI_DIR / "hulun_lake_protection_zone.geojson").to_crs("EPSG:4326").geometry.iloc[0]
