@@ -81,6 +81,7 @@ class SpectralBaseline:
 
     def predict(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                 zones: dict[Zone, np.ndarray]) -> np.ndarray:
+        """Rule scores per category, tile by tile, restricted to each category's zone."""
         out = np.zeros((before.shape[0], len(self.categories), *before.shape[2:]), dtype=np.float32)
         for n in range(before.shape[0]):
             tile_zones = {z: m[n] for z, m in zones.items()}

@@ -8,9 +8,13 @@ import logging
 import sys
 import unicodedata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.demo import DEMO_SEED
 from pipeline.errors import EoleadsError
+
+if TYPE_CHECKING:
+    from pipeline.run import RunResult
 
 DESCRIPTION = """\
 eoleads finds land changes in satellite imagery that no valid permit covers, and writes them
@@ -31,7 +35,7 @@ def _pad(text: str, width: int) -> str:
     return text + " " * max(width - shown, 1)
 
 
-def _summary(result) -> str:
+def _summary(result: RunResult) -> str:
     from detectors.categories import CATEGORIES
 
     leads = result.leads
@@ -121,6 +125,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line, one sub-command per job."""
     parser = argparse.ArgumentParser(prog="eoleads", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
@@ -155,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a sub-command; errors of the user's input print without a traceback and exit 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 from affine import Affine
 from matplotlib import font_manager
 from matplotlib.figure import Figure
+from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from detectors.bands import band_index
@@ -61,7 +63,7 @@ def _true_colour(comp: Composite, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(img), 0.0, img)
 
 
-def chip_grid(lead_wgs84, resolution: float = 10.0) -> tuple[ReadGrid, str]:
+def chip_grid(lead_wgs84: BaseGeometry, resolution: float = 10.0) -> tuple[ReadGrid, str]:
     """A square grid around a lead in the UTM zone of its centre, at least CHIP_MIN_M wide."""
     centre = lead_wgs84.representative_point()
     crs = f"EPSG:{utm_epsg(centre.x, centre.y)}"
@@ -75,7 +77,8 @@ def chip_grid(lead_wgs84, resolution: float = 10.0) -> tuple[ReadGrid, str]:
     return ReadGrid(crs, Affine(resolution, 0, x0, 0, -resolution, y1), n, n), crs
 
 
-def lead_chip(lead: gpd.GeoSeries, lead_wgs84, source: ImagerySource, windows: Windows, path: Path) -> bool:
+def lead_chip(lead: pd.Series, lead_wgs84: BaseGeometry, source: ImagerySource, windows: Windows,
+              path: Path) -> bool:
     """Write the before/after image of one lead; False when the source has no imagery there."""
     grid, crs = chip_grid(lead_wgs84)
     before, after = source.composite(grid, windows.baseline), source.composite(grid, windows.monitoring)

@@ -14,6 +14,8 @@ from pipeline.tiling import Tile, blend_weights, tile_grid
 
 @dataclass
 class InferenceStats:
+    """Tiles run and tiles skipped for having no valid pixel, for the run table."""
+
     tiles: int = 0
     tiles_without_data: int = 0
 
@@ -28,7 +30,7 @@ def predict_scene(scene: Scene, zones: dict[Zone, np.ndarray], detector: Detecto
     acc = np.zeros((len(detector.categories), height, width), dtype=np.float32)
     weight = np.zeros((height, width), dtype=np.float32)
     stats = InferenceStats()
-    tiles = [t for t in tile_grid(height, width, tile_size, overlap)]
+    tiles = tile_grid(height, width, tile_size, overlap)
     stats.tiles = len(tiles)
     todo = [t for t in tiles if valid[t.slices].any()]
     stats.tiles_without_data = len(tiles) - len(todo)

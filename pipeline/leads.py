@@ -32,6 +32,8 @@ OUTSIDE_BOUNDARY_SHARE = 0.5
 
 @dataclass(frozen=True)
 class PermitCheck:
+    """One permit against one change: its status and the sentence an investigator reads."""
+
     permit_id: str
     status: str  # valid, expired, reclamation_overdue, not_yet_valid, undated, wrong_type
     detail: str

@@ -36,6 +36,7 @@ def versions() -> dict[str, str]:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON beside its final name and rename it into place: never half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     os.replace(tmp, path)
@@ -82,9 +83,11 @@ class RunFolder:
                 path.unlink()
 
     def cell_dir(self, cell_id: str) -> Path:
+        """Where a finished cell's files are."""
         return self.cells_dir / cell_id
 
     def is_done(self, cell_id: str) -> bool:
+        """A cell is finished once its folder holds `cell.json`, which `commit` writes last."""
         return (self.cell_dir(cell_id) / "cell.json").exists()
 
     def staging(self, cell_id: str) -> Path:
@@ -96,6 +99,7 @@ class RunFolder:
         return tmp
 
     def commit(self, cell_id: str, staging: Path, record: dict[str, Any]) -> None:
+        """Finish a cell: its record goes in last, then one rename makes the whole folder appear."""
         write_json_atomic(staging / "cell.json", record)
         final = self.cell_dir(cell_id)
         if final.exists():
@@ -103,4 +107,5 @@ class RunFolder:
         os.replace(staging, final)
 
     def cell_record(self, cell_id: str) -> dict[str, Any]:
+        """The record a finished cell was committed with (status, counts, dates)."""
         return json.loads((self.cell_dir(cell_id) / "cell.json").read_text(encoding="utf-8"))

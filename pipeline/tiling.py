@@ -14,6 +14,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Tile:
+    """A window of the raster, in pixels."""
+
     row: int
     col: int
     height: int

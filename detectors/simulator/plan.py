@@ -32,6 +32,8 @@ class Timeline:
 
 @dataclass
 class PlantedChange:
+    """A change the simulator paints into the later window, and the lead it should give."""
+
     change_id: str
     category: str
     surface: str
@@ -43,6 +45,8 @@ class PlantedChange:
 
 @dataclass
 class Permit:
+    """A permit as the simulator writes it to the register."""
+
     permit_id: str
     permit_type: str
     holder: str
@@ -55,6 +59,8 @@ class Permit:
 
 @dataclass
 class Distractor:
+    """A change that must not become a lead (lake level, drought, burn, fallow)."""
+
     kind: str
     surface: str | None
     geometry: BaseGeometry
