@@ -85,7 +85,8 @@ def make_leads(detections: gpd.GeoDataFrame, permits: gpd.GeoDataFrame, windows:
     perm = permits.to_crs(EQUAL_AREA_CRS) if len(permits) else permits
     tree = perm.sindex if len(perm) else None
     det_status, det_lead, leads = [], [], []
-    for _, row in det.iterrows():
+    det_wgs84 = det.geometry.to_crs("EPSG:4326")  # once for all, not once per change
+    for idx, row in det.iterrows():
         geom = row.geometry
         checks, valid_geoms, blocking = [], [], []
         if tree is not None:
@@ -113,8 +114,7 @@ def make_leads(detections: gpd.GeoDataFrame, permits: gpd.GeoDataFrame, windows:
         else:
             if covered_share > 0:
                 reason = "outside_boundary" if covered_share >= OUTSIDE_BOUNDARY_SHARE else "partly_covered"
-        wgs = gpd.GeoSeries([uncovered], crs=EQUAL_AREA_CRS).to_crs("EPSG:4326").iloc[0]
-        lid = lead_id(row.category, gpd.GeoSeries([geom], crs=EQUAL_AREA_CRS).to_crs("EPSG:4326").iloc[0], windows)
+        lid = lead_id(row.category, det_wgs84[idx], windows)
         cat = get_category(row.category)
         det_status.append("lead")
         det_lead.append(lid)
@@ -131,8 +131,7 @@ def make_leads(detections: gpd.GeoDataFrame, permits: gpd.GeoDataFrame, windows:
             "baseline_window": _fmt_window(windows.baseline.start, windows.baseline.end),
             "monitoring_window": _fmt_window(windows.monitoring.start, windows.monitoring.end),
             "before_dates": row.before_dates, "after_dates": row.after_dates,
-            "detector": detector, "lon": round(wgs.representative_point().x, 6),
-            "lat": round(wgs.representative_point().y, 6), "geometry": uncovered,
+            "detector": detector, "geometry": uncovered,
         })
     det["status"] = det_status
     det["lead_id"] = det_lead
@@ -140,4 +139,7 @@ def make_leads(detections: gpd.GeoDataFrame, permits: gpd.GeoDataFrame, windows:
         cols = ["lead_id", "category", "reason", "area_m2", "geometry"]
         return gpd.GeoDataFrame(columns=cols, geometry="geometry", crs=EQUAL_AREA_CRS), det
     out = gpd.GeoDataFrame(leads, geometry="geometry", crs=EQUAL_AREA_CRS)
+    where = out.geometry.to_crs("EPSG:4326").representative_point()
+    out.insert(len(out.columns) - 1, "lon", where.x.round(6))
+    out.insert(len(out.columns) - 1, "lat", where.y.round(6))
     return out.sort_values(["category", "area_m2"], ascending=[True, False]).reset_index(drop=True), det
