@@ -77,7 +77,9 @@ class SpectralBaseline:
     bands = REFLECTANCE_BANDS
     categories = CATEGORY_IDS
     thresholds: ClassVar[dict[str, float]] = dict.fromkeys(CATEGORY_IDS, 0.5)
-    precedence = PRECEDENCE
+
+    def __init__(self, active: list[str] | None = None) -> None:
+        self.active = np.array([c in (active or CATEGORY_IDS) for c in self.categories])
 
     def predict(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                 zones: dict[Zone, np.ndarray]) -> np.ndarray:
@@ -88,5 +90,18 @@ class SpectralBaseline:
             district = tile_zones.get(Zone.MINING_DISTRICT, np.ones(before.shape[2:], dtype=bool))
             scores = category_scores(np.nan_to_num(before[n]), np.nan_to_num(after[n]), district)
             stack = np.stack([scores[c] for c in self.categories]).astype(np.float32)
-            out[n] = restrict_to_zones(stack, self.categories, tile_zones) * valid[n]
+            stack[~self.active] = 0.0  # a category the run leaves out must not damp the others
+            stack = restrict_to_zones(stack, self.categories, tile_zones)
+            out[n] = apply_precedence(stack, self.categories) * valid[n]
         return out
+
+
+def apply_precedence(stack: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
+    """Damp each category by the scores of the categories that outrank it (see PRECEDENCE)."""
+    out = stack.copy()
+    keep = np.ones(stack.shape[1:], dtype=np.float32)
+    for cat in PRECEDENCE:
+        i = categories.index(cat)
+        out[i] = stack[i] * keep
+        keep = keep * (1 - stack[i])
+    return out

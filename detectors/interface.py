@@ -14,17 +14,17 @@ class Detector(Protocol):
 
     `predict` takes before and after reflectance batches shaped (N, bands, H, W) in the order of
     `bands`, a valid-data mask (N, H, W) and context-zone masks (N, H, W) by zone, and returns
-    probabilities (N, categories, H, W) in the order of `categories`, already restricted to
-    each category's zone. A pixel goes to the first category of `precedence` whose probability
-    reaches its threshold, or, with no precedence, to the most probable such category. The
-    decision is the pipeline's, so categories a run leaves out never overrule the others.
+    probabilities (N, categories, H, W) in the order of `categories`, restricted to each
+    category's zone; how overlapping categories share a pixel is the detector's own business.
+    A detector is built for the categories a run looks for: the others score 0 and take no part
+    in that sharing. A pixel is assigned to the most probable category whose probability reaches
+    that category's threshold.
     """
 
     name: str
     bands: tuple[str, ...]
     categories: tuple[str, ...]
     thresholds: dict[str, float]
-    precedence: tuple[str, ...] | None
 
     def predict(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                 zones: dict[Zone, np.ndarray]) -> np.ndarray: ...

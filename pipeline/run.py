@@ -81,7 +81,7 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
         probs, stats = predict_scene(scene, zone_masks, detector, det.tile_size, det.tile_overlap, det.batch_size)
         unused = [i for i, c in enumerate(detector.categories)
                   if c not in config.categories or c in zones.switched_off]
-        probs[unused] = 0.0  # before the decision, so what is left out never overrules the rest
+        probs[unused] = 0.0  # whatever the detector does with them, they are not this run's
     core = (slice(m, m + cell.size_px), slice(m, m + cell.size_px))
     probs = probs[(slice(None), *core)]
     valid = scene.valid[core]
@@ -89,7 +89,7 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
         in_aoi = features.rasterize([(cell.aoi_part, 1)], out_shape=valid.shape, transform=cell.transform(),
                                     fill=0, dtype="uint8").astype(bool)
         thresholds = {**detector.thresholds, **config.detection.thresholds}
-        labels = decide(probs, detector.categories, thresholds, detector.precedence)
+        labels = decide(probs, detector.categories, thresholds)
         labels[~(in_aoi & valid)] = 0
         dates = tuple(",".join(d.isoformat() for d in c.dates) for c in (scene.before, scene.after))
         polys = polygons_from_labels(labels, probs, detector.categories, cell.transform(), cell.crs, cell.id,
@@ -128,7 +128,7 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
         zones = load_zones(config.zones, config.categories)
     with timer("permits"):
         permits = load_permits(config.permits)
-    detector = load_detector(config.detection.detector)
+    detector = load_detector(config.detection.detector, [c for c in config.categories if c not in zones.switched_off])
     assigned = cells if shard is None else cells[shard[0] - 1::shard[1]]
     processed = 0
     for cell in tqdm(assigned, desc="cells", unit="cell", disable=not progress):

@@ -23,23 +23,12 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 COLUMNS = ["cell_id", "category", "p_mean", "p_max", "n_px", "touches_edge", "before_dates", "after_dates"]
 
 
-def decide(probs: np.ndarray, categories: tuple[str, ...], thresholds: dict[str, float],
-           precedence: tuple[str, ...] | None = None) -> np.ndarray:
-    """Category index + 1 of each pixel (0 = no change).
-
-    Among the categories whose probability reaches their threshold, the first in `precedence`
-    wins, or the most probable where there is no precedence.
-    """
+def decide(probs: np.ndarray, categories: tuple[str, ...], thresholds: dict[str, float]) -> np.ndarray:
+    """Category index + 1 of each pixel (0 = no change): the most probable category above its threshold."""
     thr = np.array([thresholds[c] for c in categories], dtype=np.float32)[:, None, None]
     above = probs >= thr
-    if precedence is None:
-        labels = np.where(above, probs, -1.0).argmax(axis=0).astype(np.uint8) + 1
-        labels[~above.any(axis=0)] = 0
-        return labels
-    labels = np.zeros(probs.shape[1:], dtype=np.uint8)
-    for cat in reversed(precedence):  # later writes win, so the first in precedence has the last word
-        i = categories.index(cat)
-        labels[above[i]] = i + 1
+    labels = np.where(above, probs, -1.0).argmax(axis=0).astype(np.uint8) + 1
+    labels[~above.any(axis=0)] = 0
     return labels
 
 

@@ -14,11 +14,12 @@ def _pixel(name: str) -> np.ndarray:
     return np.median(surface_spectra(name), axis=0)
 
 
-def _predict(before: np.ndarray, after: np.ndarray, zones: dict[Zone, bool]) -> dict[str, float]:
+def _predict(before: np.ndarray, after: np.ndarray, zones: dict[Zone, bool],
+             active: list[str] | None = None) -> dict[str, float]:
     b = np.broadcast_to(before[None, :, None, None], (1, 6, 4, 4)).astype(np.float32)
     a = np.broadcast_to(after[None, :, None, None], (1, 6, 4, 4)).astype(np.float32)
     z = {zone: np.full((1, 4, 4), on) for zone, on in zones.items()}
-    p = SpectralBaseline().predict(b, a, np.ones((1, 4, 4), dtype=bool), z)
+    p = SpectralBaseline(active).predict(b, a, np.ones((1, 4, 4), dtype=bool), z)
     return dict(zip(CATEGORY_IDS, p[0, :, 0, 0].tolist(), strict=True))
 
 
@@ -29,7 +30,7 @@ ALL_ZONES = dict.fromkeys([Zone.FOREST, Zone.GRASSLAND, Zone.BLACK_SOIL, Zone.RI
 def _top(p: dict[str, float]) -> str | None:
     """The category the pipeline would assign, precedence included."""
     probs = np.array([p[c] for c in CATEGORY_IDS], dtype=np.float32)[:, None, None]
-    label = int(decide(probs, CATEGORY_IDS, SpectralBaseline.thresholds, SpectralBaseline.precedence)[0, 0])
+    label = int(decide(probs, CATEGORY_IDS, SpectralBaseline.thresholds)[0, 0])
     return CATEGORY_IDS[label - 1] if label else None
 
 
@@ -72,3 +73,12 @@ def test_scene_with_other_bands_is_refused():
     with pytest.raises(ValueError, match="reads bands"):
         predict_scene(scene, {}, SpectralBaseline(), 8, 0, 1)
     assert SpectralBaseline.bands == REFLECTANCE_BANDS
+
+
+def test_a_category_left_out_does_not_overrule_the_others():
+    before, after = _pixel("grass_green"), _pixel("gravel_yard")
+    zones = {**ALL_ZONES, Zone.RIVER: True}
+    assert _top(_predict(before, after, zones)) == "river"
+    without_river = _predict(before, after, zones, active=[c for c in CATEGORY_IDS if c != "river"])
+    assert without_river["river"] == 0.0
+    assert _top(without_river) == "temporary_land"

@@ -91,17 +91,6 @@ def test_patches_across_a_utm_zone_boundary_are_one_change():
     assert len(merge_across_cells([west, far], 10.0)) == 2
 
 
-def test_precedence_decides_where_rules_overlap():
-    probs = np.zeros((len(CATS), 1, 2), dtype=np.float32)
-    probs[MINE] = [0.9, 0.4]
-    probs[CATS.index("lake")] = [0.6, 0.6]
-    thresholds = dict.fromkeys(CATS, 0.5)
-    order = ("lake", "mine")
-    assert decide(probs, CATS, thresholds, order).tolist() == [[CATS.index("lake") + 1] * 2]
-    probs[CATS.index("lake")] = 0.0  # a category left out of the run no longer overrules
-    assert decide(probs, CATS, thresholds, order).tolist() == [[MINE + 1, 0]]
-
-
 def test_holes_of_another_category_are_not_taken():
     labels = _labels_with([(10, 30, 10, 30)])
     labels[18:21, 18:21] = CATS.index("lake") + 1  # 9 px of lake inside the mine
