@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from detectors.bands import band_index
 from detectors.categories import CATEGORIES, get_category
+from pipeline.atomic import atomic_path
 from pipeline.config import Windows
 from pipeline.grid import utm_epsg
 from pipeline.qgis_style import COLOURS as STYLE_COLOURS
@@ -152,6 +153,5 @@ def overview_map(leads: gpd.GeoDataFrame, aoi: gpd.GeoDataFrame, path: Path) -> 
         ax.legend(loc="lower left", fontsize=7)
     ax.ticklabel_format(style="plain", useOffset=False)
     ax.tick_params(labelsize=7)
-    tmp = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)

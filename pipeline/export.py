@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
 import pyogrio
+
+from pipeline.atomic import atomic_path
 
 
 def write_geopackage(path: Path, layers: dict[str, gpd.GeoDataFrame | pd.DataFrame]) -> Path:
@@ -18,16 +19,11 @@ def write_geopackage(path: Path, layers: dict[str, gpd.GeoDataFrame | pd.DataFra
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial.gpkg")
-    tmp.unlink(missing_ok=True)
-    try:
+    with atomic_path(path) as tmp:
         for name, frame in layers.items():
             if isinstance(frame, gpd.GeoDataFrame):
                 pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG", geometry_type="MultiPolygon",
                                         promote_to_multi=True)
             else:
                 pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

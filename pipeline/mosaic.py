@@ -6,12 +6,12 @@ whole region can be inspected at any zoom while memory stays bounded by the cell
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from pyproj import CRS
 
+from pipeline.atomic import atomic_path
 from pipeline.grid import Cell
 
 
@@ -44,8 +44,7 @@ def write_probability_mosaics(root: Path, cells: list[Cell], categories: tuple[s
                f"<GeoTransform>{x0}, {res}, 0, {y0}, 0, {-res}</GeoTransform>\n"
                + "\n".join(bands) + "\n</VRTDataset>\n")
         path = root / f"probabilities_{epsg}.vrt"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(xml, encoding="utf-8")
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(xml, encoding="utf-8")
         paths.append(path)
     return paths

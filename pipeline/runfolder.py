@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import atomic_path
 from pipeline.config import RunConfig
 from pipeline.errors import InputError
 
@@ -37,9 +38,8 @@ def versions() -> dict[str, str]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON beside its final name and rename it into place: never half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
 
 
 class RunFolder:
