@@ -8,6 +8,8 @@ import geopandas as gpd
 import numpy as np
 import shapely
 from rasterio import features
+from shapely import STRtree
+from shapely.geometry import box
 
 from detectors.categories import Zone, get_category
 from pipeline.aoi import read_vector, repair_polygons
@@ -24,16 +26,32 @@ class Zones:
     polygons: dict[Zone, gpd.GeoSeries] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     switched_off: set[str] = field(default_factory=set)  # categories that need a zone nobody supplied
+    _index: dict = field(default_factory=dict, repr=False)  # (zone, crs) -> spatial index of its parts
 
     def masks(self, grid: ReadGrid) -> dict[Zone, np.ndarray]:
-        """A boolean raster per supplied zone on the given grid (pixel centres inside)."""
+        """A boolean raster per supplied zone on the given grid (pixel centres inside).
+
+        Zone layers are reprojected once per CRS and indexed, so each cell rasterises only the
+        parts of a region-wide layer that reach it.
+        """
+        t = grid.transform
+        cell = box(t.c, t.f + t.e * grid.height, t.c + t.a * grid.width, t.f)
         out = {}
-        for zone, geoms in self.polygons.items():
-            shapes = [(g, 1) for g in geoms.to_crs(grid.crs) if g is not None and not g.is_empty]
-            out[zone] = features.rasterize(shapes, out_shape=(grid.height, grid.width), transform=grid.transform,
-                                           fill=0, dtype="uint8").astype(bool) if shapes else \
+        for zone in self.polygons:
+            tree, parts = self._indexed(zone, grid.crs)
+            near = [(parts[i], 1) for i in tree.query(cell, predicate="intersects")]
+            out[zone] = features.rasterize(near, out_shape=(grid.height, grid.width), transform=t, fill=0,
+                                           dtype="uint8").astype(bool) if near else \
                 np.zeros((grid.height, grid.width), dtype=bool)
         return out
+
+    def _indexed(self, zone: Zone, crs: str) -> tuple[STRtree, np.ndarray]:
+        key = (zone, crs)
+        if key not in self._index:
+            parts = self.polygons[zone].to_crs(crs).explode(index_parts=False)
+            parts = parts[~parts.is_empty & parts.notna()].to_numpy()
+            self._index[key] = (STRtree(parts), parts)
+        return self._index[key]
 
 
 #: Zones the project ships, used when the configuration supplies none of that kind.
