@@ -79,7 +79,8 @@ class SpectralBaseline:
     thresholds: ClassVar[dict[str, float]] = dict.fromkeys(CATEGORY_IDS, 0.5)
 
     def __init__(self, active: list[str] | None = None) -> None:
-        self.active = np.array([c in (active or CATEGORY_IDS) for c in self.categories])
+        chosen = CATEGORY_IDS if active is None else active
+        self.active = np.array([c in chosen for c in self.categories])
 
     def predict(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                 zones: dict[Zone, np.ndarray]) -> np.ndarray:

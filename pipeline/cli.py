@@ -113,8 +113,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     manifest = folder / "manifest.json"
     if manifest.exists():  # the simulated scene lives where the run's configuration put it
         source = json.loads(manifest.read_text(encoding="utf-8"))["config"]["source"]
-        if source.get("type") == "simulated":
-            truth = Path(source["folder"]) / "truth.gpkg"
+        recorded = Path(source.get("folder", "")) / "truth.gpkg"
+        if source.get("type") == "simulated" and recorded.exists():  # else the folder has moved: inputs/
+            truth = recorded
     for path, what in ((leads, "no leads.gpkg: run the configuration first"),
                        (truth, "no inputs/truth.gpkg: only runs on the simulated source have a ground truth")):
         if not path.exists():

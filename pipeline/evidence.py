@@ -79,9 +79,9 @@ def chip_grid(lead_wgs84: BaseGeometry, resolution: float = 10.0) -> tuple[ReadG
 
 
 def lead_chip(lead: pd.Series, lead_wgs84: BaseGeometry, source: ImagerySource, windows: Windows,
-              path: Path) -> bool:
+              path: Path, resolution: float = 10.0) -> bool:
     """Write the before/after image of one lead; False when the source has no imagery there."""
-    grid, crs = chip_grid(lead_wgs84)
+    grid, crs = chip_grid(lead_wgs84, resolution)
     before, after = source.composite(grid, windows.baseline), source.composite(grid, windows.monitoring)
     if before is None or after is None:
         return False
@@ -107,7 +107,7 @@ def lead_chip(lead: pd.Series, lead_wgs84: BaseGeometry, source: ImagerySource, 
 
 
 def write_evidence(leads: gpd.GeoDataFrame, source: ImagerySource, windows: Windows, folder: Path,
-                   progress: bool = True) -> list[str]:
+                   resolution: float = 10.0, progress: bool = True) -> list[str]:
     """One PNG per lead in `folder`/evidence; returns each lead's path relative to `folder`.
 
     The images are drawn into a folder of this process's own and swapped in whole, so images of
@@ -121,9 +121,10 @@ def write_evidence(leads: gpd.GeoDataFrame, source: ImagerySource, windows: Wind
     paths = []
     for (_, lead), geom in tqdm(zip(leads.iterrows(), wgs, strict=True), total=len(leads), desc="evidence",
                                 unit="lead", disable=not progress):
-        drawn = lead_chip(lead, geom, source, windows, fresh / f"{lead.lead_id}.png")
+        drawn = lead_chip(lead, geom, source, windows, fresh / f"{lead.lead_id}.png", resolution)
         paths.append(f"evidence/{lead.lead_id}.png" if drawn else "")
     final, old = folder / "evidence", folder / f".evidence.{os.getpid()}.old"
+    shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.replace(old)
     fresh.replace(final)

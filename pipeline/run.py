@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,10 +159,15 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
               "unobserved_aoi_pixels": sum(r.get("unobserved_aoi_pixels", 0) for r in records),
               "detections": len(detections), "leads": len(leads),
               **{f"leads_{c}": int((leads.category == c).sum()) if len(leads) else 0 for c in CATEGORY_IDS}}
-    if config.evidence and len(leads):
-        with timer("evidence"):
-            leads["evidence"] = write_evidence(leads, source, config.windows, config.output, progress)
-            overview_map(leads, aoi.features, config.output / "leads_map.png")
+    with timer("evidence"):  # redone or removed on every run: pictures of another run's leads mislead
+        (config.output / "leads_map.png").unlink(missing_ok=True)
+        if config.evidence:
+            leads["evidence"] = write_evidence(leads, source, config.windows, config.output,
+                                               config.grid.resolution_m, progress)
+            if len(leads):
+                overview_map(leads, aoi.features, config.output / "leads_map.png")
+        else:
+            shutil.rmtree(config.output / "evidence", ignore_errors=True)
     with timer("export"):
         out_crs = config.output_crs
         cells_gdf = _cells_layer(cells, records, out_crs)

@@ -50,8 +50,9 @@ def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tupl
     """One polygon per 8-connected patch of each category, with its probability statistics.
 
     `dates` are the acquisition dates (comma-separated) of the before and after composites;
-    `outside` marks pixels that belong to another cell's part of the AOI (across a UTM zone
-    boundary): patches next to them are kept for the merge like patches on the raster border.
+    `outside` marks pixels outside the cell's part of the AOI. A patch next to them may go on in
+    another zone's cell (where the AOI is cut at a UTM boundary), so it is kept for the merge like
+    a patch on the raster border; the merge holds it to the mapping unit.
     """
     open_edge = None if outside is None else ndimage.binary_dilation(outside, structure=_EIGHT) & ~outside
     rows = []

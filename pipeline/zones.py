@@ -75,6 +75,9 @@ def load_zones(layers: list[ZoneLayer], categories: list[str]) -> Zones:
         if zone in needed and zone not in zones.polygons:
             zones.notes.append(f"'{zone.value}' zone: none supplied, using the approximate {path.name} shipped in aoi/")
             _add_layer(zones, ZoneLayer(path=path, zone=zone))
+    if "mine" in categories and Zone.MINING_DISTRICT not in zones.polygons:
+        zones.notes.append("no 'mining_district' zone supplied: dark (coal-like) surfaces count as mining "
+                           "everywhere, and burn scars may be read as mines")
     for cat in categories:
         zone = get_category(cat).zone
         if zone is Zone.EVERYWHERE or zone in zones.polygons:

@@ -13,8 +13,8 @@ from pipeline.config import load_config
 from pipeline.errors import InputError
 from pipeline.run import run
 
-# Set from what the baseline achieves on the demo scene (seed 7; docs/baseline.md has the
-# figures for four seeds): they catch a regression without demanding more than it can do.
+# Set from what the baseline achieves on the demo scene (seed 7; docs/categories.md has the
+# figures for five seeds): they catch a regression without demanding more than it can do.
 MIN_RECALL_ALL, MIN_PRECISION_ALL = 0.85, 0.85
 MIN_RECALL_CATEGORY = 0.6
 
@@ -148,3 +148,18 @@ def test_qgis_finds_a_default_style_for_the_leads(demo_run):
     assert [c.get("value") for c in renderer.iter("category")] == list(CATEGORY_IDS)
     assert len(list(renderer.iter("symbol"))) == len(CATEGORY_IDS)
     assert root.find("labeling/settings/text-style").get("fieldName") == "lead_id"
+
+
+def test_turning_evidence_off_resumes_and_removes_stale_pictures(demo_run, tmp_path):
+    import shutil
+
+    import yaml
+
+    folder = tmp_path / "copy"
+    shutil.copytree(demo_run, folder)
+    data = yaml.safe_load((folder / "demo.yaml").read_text(encoding="utf-8"))
+    data["evidence"] = False
+    (folder / "demo.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = run(load_config(folder / "demo.yaml"), progress=False)
+    assert result.counts["cells_resumed"] == result.counts["cells"]  # evidence is not in the fingerprint
+    assert not (folder / "evidence").exists() and not (folder / "leads_map.png").exists()

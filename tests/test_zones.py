@@ -43,3 +43,17 @@ def test_unknown_zone_value_and_missing_column_are_clear_errors(tmp_path):
         load_zones([ZoneLayer(path=path, column="类型")], ["river"])
     with pytest.raises(InputError, match="column not found in the layer"):
         load_zones([ZoneLayer(path=path, column="zone")], ["river"])
+
+
+def test_missing_mining_district_is_noted():
+    zones = load_zones([], ["mine"])
+    assert any("'mining_district' zone supplied: dark (coal-like) surfaces" in n for n in zones.notes)
+
+
+def test_a_baseline_for_no_category_scores_nothing():
+    from detectors.baseline import SpectralBaseline
+
+    b = np.full((1, 6, 4, 4), 0.2, dtype=np.float32)
+    a = np.full((1, 6, 4, 4), 0.05, dtype=np.float32)
+    probs = SpectralBaseline([]).predict(b, a, np.ones((1, 4, 4), dtype=bool), {})
+    assert not probs.any()
