@@ -88,8 +88,8 @@ def lead_chip(lead: pd.Series, lead_wgs84: BaseGeometry, source: ImagerySource, 
     both = np.concatenate([before.reflectance[:3].ravel(), after.reflectance[:3].ravel()])
     lo, hi = np.nanpercentile(both, 2), np.nanpercentile(both, 98)
     outline = gpd.GeoSeries([lead_wgs84], crs="EPSG:4326").to_crs(crs)
-    t = grid.transform
-    extent = (t.c, t.c + t.a * grid.width, t.f + t.e * grid.height, t.f)
+    minx, miny, maxx, maxy = grid.bounds
+    extent = (minx, maxx, miny, maxy)
     cat = get_category(lead.category)
     fig = Figure(figsize=(9, 4.8), layout="constrained")
     axes = fig.subplots(1, 2)

@@ -11,7 +11,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
-from rasterio import features
 from tqdm import tqdm
 
 from detectors import load_detector
@@ -87,8 +86,7 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
     probs = probs[(slice(None), *core)]
     valid = scene.valid[core]
     with timer("vectorize"):
-        in_aoi = features.rasterize([(cell.aoi_part, 1)], out_shape=valid.shape, transform=cell.transform(),
-                                    fill=0, dtype="uint8").astype(bool)
+        in_aoi = ReadGrid(cell.crs, cell.transform(), cell.size_px, cell.size_px).mask([cell.aoi_part])
         thresholds = {**detector.thresholds, **config.detection.thresholds}
         labels = decide(probs, detector.categories, thresholds)
         labels[~(in_aoi & valid)] = 0

@@ -7,6 +7,8 @@ from datetime import date
 
 import numpy as np
 from affine import Affine
+from rasterio import features
+from shapely.geometry.base import BaseGeometry
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,19 @@ class ReadGrid:
     transform: Affine
     width: int
     height: int
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(minx, miny, maxx, maxy) in the grid's CRS, for a north-up grid."""
+        t = self.transform
+        return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
+
+    def mask(self, geoms: list[BaseGeometry]) -> np.ndarray:
+        """Pixels whose centre falls inside any of `geoms` (given in the grid's CRS)."""
+        if not geoms:
+            return np.zeros((self.height, self.width), dtype=bool)
+        return features.rasterize([(g, 1) for g in geoms], out_shape=(self.height, self.width),
+                                  transform=self.transform, fill=0, dtype="uint8").astype(bool)
 
 
 @dataclass

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import shapely
-from rasterio import features
 from shapely import STRtree
 from shapely.geometry import box
 
@@ -34,15 +33,11 @@ class Zones:
         Zone layers are reprojected once per CRS and indexed, so each cell rasterises only the
         parts of a region-wide layer that reach it.
         """
-        t = grid.transform
-        cell = box(t.c, t.f + t.e * grid.height, t.c + t.a * grid.width, t.f)
+        cell = box(*grid.bounds)
         out = {}
         for zone in self.polygons:
             tree, parts = self._indexed(zone, grid.crs)
-            near = [(parts[i], 1) for i in tree.query(cell, predicate="intersects")]
-            out[zone] = features.rasterize(near, out_shape=(grid.height, grid.width), transform=t, fill=0,
-                                           dtype="uint8").astype(bool) if near else \
-                np.zeros((grid.height, grid.width), dtype=bool)
+            out[zone] = grid.mask([parts[i] for i in tree.query(cell, predicate="intersects")])
         return out
 
     def _indexed(self, zone: Zone, crs: str) -> tuple[STRtree, np.ndarray]:

@@ -122,7 +122,7 @@ class LocalGeoTiffSource:
         self._footprints = STRtree([box(*a.footprint) for a in self.acquisitions])
 
     def composite(self, grid: ReadGrid, window: Window) -> Composite | None:
-        grid_wgs84 = box(*transform_bounds(grid.crs, "EPSG:4326", *_grid_bounds(grid)))
+        grid_wgs84 = box(*transform_bounds(grid.crs, "EPSG:4326", *grid.bounds))
         hits = sorted(self._footprints.query(grid_wgs84, predicate="intersects"))
         chosen = [a for a in (self.acquisitions[i] for i in hits) if window.start <= a.when <= window.end]
         if not chosen:
@@ -146,11 +146,6 @@ def nan_median(stack: np.ndarray) -> np.ndarray:
     hi = np.clip(count // 2, 0, stack.shape[0] - 1)[None]
     med = 0.5 * (np.take_along_axis(ordered, lo, 0)[0] + np.take_along_axis(ordered, hi, 0)[0])
     return np.where(count > 0, med, np.nan).astype(np.float32)
-
-
-def _grid_bounds(grid: ReadGrid) -> tuple[float, float, float, float]:
-    t = grid.transform
-    return (t.c, t.f + t.e * grid.height, t.c + t.a * grid.width, t.f)
 
 
 def _aligned_offset(src: rasterio.DatasetReader, grid: ReadGrid) -> tuple[int, int] | None:
