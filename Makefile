@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The project needs torch>=2.4; locally we pin the build that installs from this network's mirror.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench venv clean train compare-models evaluate gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,23 @@ test: lint
 
 bench: venv
 	$(PY) -m pipeline.bench --out docs/benchmarks.md
+
+# Optional: a folder of real Sentinel-2 pairs (<name>/before.tif, after.tif) to implant changes into
+# and to measure false alarms on; the shipped model was trained with one (see docs/models.md).
+REAL_PAIRS ?=
+REAL_ARG = $(if $(REAL_PAIRS),--real-pairs $(REAL_PAIRS))
+
+train: venv
+	$(VENV)/bin/eoleads train $(REAL_ARG)
+
+compare-models: venv
+	$(PY) -m pipeline.training.compare $(REAL_ARG)
+
+evaluate: venv
+	$(VENV)/bin/eoleads evaluate --held-out --demo-seeds --write-docs $(REAL_ARG)
+
+gpu-check: venv
+	$(PY) -m pipeline.gpucheck --out docs/benchmarks.md
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.errors import InputError
+from pipeline.paths import AOI_DIR
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +91,10 @@ def read_aoi(paths: list[Path]) -> AOI:
     if geometry.is_empty or geometry.area == 0:
         raise InputError(paths[0], "geometry", "the AOI polygons have no area", "check the AOI geometry")
     return AOI(geometry=geometry, features=features, notes=notes)
+
+
+def hulun_lake() -> tuple[BaseGeometry, BaseGeometry]:
+    """The Hulun Lake outline and its protection zone shipped in aoi/, in WGS84."""
+    lake = gpd.read_file(AOI_DIR / "hulun_lake.geojson").to_crs("EPSG:4326").geometry.iloc[0]
+    zone = gpd.read_file(AOI_DIR / "hulun_lake_protection_zone.geojson").to_crs("EPSG:4326").geometry.iloc[0]
+    return lake, zone

@@ -51,18 +51,23 @@ def bench(repeats: int = 3) -> str:
         config_path = write_demo_config(folder)
         config = load_config(config_path)
         start = time.perf_counter()
-        ensure_simulation(config.source.folder, read_aoi(config.aoi).geometry, config.source.seed)
+        ensure_simulation(config.source.folder, read_aoi(config.aoi).geometry, config.source.seed,
+                          config.source.difficulty)
         simulate_s = time.perf_counter() - start
-        runs = []
-        for _ in range(repeats):
+        baseline = config.model_copy(update={"detection": config.detection.model_copy(update={"detector": "baseline"})})
+        runs, baseline_s = [], []
+        for _ in range(repeats):  # the model and the baseline alternate, so both see the same machine
             t0 = time.perf_counter()
             result = run(config, config_path, fresh=True, progress=False)
             runs.append((time.perf_counter() - t0, result.timer))
+            t0 = time.perf_counter()
+            run(baseline, config_path, fresh=True, progress=False)
+            baseline_s.append(time.perf_counter() - t0)
         tracemalloc.start()
         traced = run(config, config_path, fresh=True, progress=False).timer
         tracemalloc.stop()
     stages = list(runs[0][1].seconds)
-    lines = [BEGIN, "## Demo run, CPU (baseline detector)", "",
+    lines = [BEGIN, f"## Demo run, CPU (detector {config.detection.detector})", "",
              f"Machine: {machine()}. Date: {datetime.now(UTC):%Y-%m-%d}. "
              f"Demo: {result.counts['cells']} cells of 512 x 512 px, {result.counts['leads']} leads. "
              f"Median of {repeats} fresh runs; peak memory from one traced run (Python and NumPy allocations).", "",
@@ -71,7 +76,10 @@ def bench(repeats: int = 3) -> str:
         secs = statistics.median(timer.seconds[s] for _, timer in runs)
         lines.append(f"| {s} | {secs:.2f} | {runs[0][1].calls[s]} | {traced.peak_mb.get(s, 0.0):.0f} |")
     total = statistics.median(t for t, _ in runs)
+    base = statistics.median(baseline_s)
     lines += [f"| **whole run** | **{total:.2f}** | | |", "",
+              f"The same demo with `detector: baseline`, alternating with the runs above: {base:.2f} s "
+              f"(the model's run takes {total / base:.1f}x as long).", "",
               f"Simulating the demo scene (once, before the runs): {simulate_s:.1f} s. "
               f"Peak resident memory of the benchmark process: {max_rss_mb():.0f} MiB.", "",
               compositing_ratio(), END]
@@ -104,12 +112,21 @@ def compositing_ratio(repeats: int = 5) -> str:
             f"np.nanmedian {a * 1000:.0f} ms, eoleads nan_median {b * 1000:.0f} ms ({a / b:.1f}x).")
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the demo section of the benchmark page, keeping everything else."""
+def markdown_table(rows: list[dict]) -> str:
+    """A Markdown table of records with the same keys; numbers right-aligned."""
+    keys = list(rows[0])
+    right = [all(isinstance(r[k], (int, float)) for r in rows) for k in keys]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the section between two markers of a page (`section` includes them), keeping everything else."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text, encoding="utf-8")

@@ -10,6 +10,8 @@ import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from detectors.learned import DEFAULT_MODEL
+from detectors.model_card import ModelError
 from pipeline.demo import DEMO_SEED
 from pipeline.errors import EoleadsError
 
@@ -25,7 +27,10 @@ commands:
   eoleads demo                 run the built-in simulated demo (no account, network or GPU)
   eoleads run CONFIG.yaml      run a configuration (docs/configuration.md)
   eoleads simulate OUT_DIR     write a simulated scene: imagery, permits, zones, truth
+  eoleads detect BEFORE AFTER  detect changes between two GeoTIFFs (no permits, no run folder)
+  eoleads train                reproduce the shipped model's weights from its seed
   eoleads evaluate RUN_DIR     score a simulated run's leads against the planted truth
+  eoleads evaluate --held-out  score detectors on held-out scenes (and real pairs, if given)
 """
 
 
@@ -84,7 +89,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import write_demo_config
     from pipeline.run import run
 
-    path = write_demo_config(Path(args.out), args.seed)
+    path = write_demo_config(Path(args.out), args.seed, args.detector)
     config = load_config(path)
     print(f"demo configuration: {path}")
     print(_summary(run(config, path.resolve(), fresh=args.fresh, progress=not args.quiet)))
@@ -102,7 +107,58 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _band_map(text: str) -> dict[str, int]:
+    try:
+        return {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=INDEX,..., e.g. B02=1,B03=2,B04=3") from None
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from pipeline.config import ZoneLayer
+    from pipeline.detect import detect
+
+    layers = [ZoneLayer(path=Path(args.zones), column=args.zone_column)] if args.zones else []
+    result = detect(Path(args.before), Path(args.after), Path(args.out), args.detector, layers, args.radiometry,
+                    args.bands, args.device)
+    counts = result.polygons.category.value_counts() if len(result.polygons) else {}
+    print(f"{len(result.polygons)} changes written to {result.changes}")
+    for cat, n in dict(counts).items():
+        print(f"  {cat}: {n}")
+    print(f"probabilities: {', '.join(p.name for p in result.probabilities)} in {Path(args.out)}")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from pipeline.training.train import TrainingRecipe, train
+
+    recipe = TrainingRecipe()
+    if args.steps:
+        recipe = replace(recipe, steps=args.steps)
+    if args.seed is not None:
+        recipe = replace(recipe, seed=args.seed)
+    real = Path(args.real_pairs) if args.real_pairs else None
+    if real is not None and not real.is_dir():
+        from pipeline.errors import InputError
+
+        raise InputError(real, None, "not a folder", "give a folder of <name>/before.tif, <name>/after.tif pairs")
+    card = train(recipe, Path(args.data), real, Path(args.out), progress=not args.quiet, workers=args.workers,
+                 device=args.device)
+    print(f"model written: {card} and {card.with_suffix('.safetensors')}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.held_out:
+        return _evaluate_held_out(args)
+    if not args.run:
+        from pipeline.errors import InputError
+
+        raise InputError(None, None, "nothing to evaluate", "give a run folder or --held-out")
     import geopandas as gpd
 
     from detectors.evaluation import score_leads
@@ -125,6 +181,46 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_held_out(args: argparse.Namespace) -> int:
+    from pipeline.heldout import DEMO_SEEDS, evaluate_held_out, flagged_on_real_pairs, write_json
+    from pipeline.training.train import HELD_OUT_PAIRS
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    detectors = [d.strip() for d in args.detectors.split(",")]
+    seeds = tuple(range(3000, 3000 + args.scenes))
+    table = evaluate_held_out(detectors, out / "scenes", seeds, progress=not args.quiet)
+    write_json(table, out / "held_out.json")
+    shown = ["detector", "category", "expected", "found", "leads", "recall", "precision", "object_f1",
+             "pixel_f1", "pixel_iou", "flagged_permitted"]
+    print(table[shown].to_string(index=False))
+    demo = None
+    if args.demo_seeds:
+        demo = evaluate_held_out(detectors, out / "demo_scenes", DEMO_SEEDS, not args.quiet, difficulty="demo")
+        write_json(demo, out / "demo_scenes.json")
+        print()
+        print(demo[shown].to_string(index=False))
+    real = None
+    if args.real_pairs:
+        real = flagged_on_real_pairs(detectors, Path(args.real_pairs), out / "real_pairs", HELD_OUT_PAIRS,
+                                     progress=not args.quiet)
+        write_json(real, out / "real_pairs.json")
+        print()
+        print(real.to_string(index=False))
+    print(f"\ntables written to {out}")
+    if args.write_docs:
+        from detectors.learned import resolve_card
+        from pipeline.bench import write_section
+        from pipeline.heldout import BEGIN, END, record_in_card, report
+
+        write_section(Path("docs/models.md"), report(table, demo, real, len(seeds)), BEGIN, END)
+        for det in detectors:
+            if det != "baseline":
+                record_in_card(resolve_card(det), table, real, det)
+        print("docs/models.md and the model cards updated")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, one sub-command per job."""
     parser = argparse.ArgumentParser(prog="eoleads", description=DESCRIPTION,
@@ -143,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Hulun Lake shore with planted changes and permits, and run the whole pipeline on it.")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"scene simulator seed (default: {DEMO_SEED})")
+    p.add_argument("--detector", help=f"'baseline' or a model (default: {DEFAULT_MODEL})")
     p.add_argument("--fresh", action="store_true", help="discard finished cells in the run folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
@@ -152,11 +249,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"random seed (default: {DEMO_SEED})")
     p.add_argument("--aoi", help="AOI file (default: the demo AOI)")
     p.set_defaults(func=_cmd_simulate)
-    p = sub.add_parser("evaluate", help="score a simulated run against its ground truth",
-                       description="Object-level recall and precision per category of a run's leads against the "
-                                   "planted changes of its simulated scene (inputs/truth.gpkg).")
-    p.add_argument("run", help="run folder of a run on a simulated source (e.g. runs/demo)")
+    p = sub.add_parser("evaluate", help="score a simulated run, or detectors on held-out scenes",
+                       description="With RUN_DIR: object-level recall and precision per category of a run's leads "
+                                   "against the planted changes of its simulated scene (inputs/truth.gpkg). With "
+                                   "--held-out: run each detector on held-out simulated scenes (seeds no training "
+                                   "scene uses, harder settings) and, with --real-pairs, on real image pairs.")
+    p.add_argument("run", nargs="?", help="run folder of a run on a simulated source (e.g. runs/demo)")
+    p.add_argument("--held-out", action="store_true", help="evaluate detectors on held-out scenes")
+    p.add_argument("--detectors", default=f"baseline,{DEFAULT_MODEL}", help="comma-separated detectors")
+    p.add_argument("--scenes", type=int, default=5, help="number of held-out scenes (default: 5)")
+    p.add_argument("--demo-seeds", action="store_true", help="also score the demo scene with seeds 7, 11, 23, 31, 43")
+    p.add_argument("--real-pairs", help="folder of real pairs (<name>/before.tif, after.tif) to measure false alarms")
+    p.add_argument("--out", default="runs/evaluation", help="folder for runs and tables (default: runs/evaluation)")
+    p.add_argument("--write-docs", action="store_true",
+                   help="write the tables into docs/models.md and the models' cards")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("detect", help="detect changes between two GeoTIFFs",
+                       description="Run a detector on a co-registered before/after pair of GeoTIFFs and write one "
+                                   "probability GeoTIFF per category and changes.gpkg. Bands are named by the files' "
+                                   "band descriptions or --bands; radiometry comes from the files' tags or "
+                                   "--radiometry.")
+    p.add_argument("before", help="earlier image (GeoTIFF)")
+    p.add_argument("after", help="later image (GeoTIFF), warped onto the earlier one's grid if needed")
+    p.add_argument("--out", required=True, help="folder to write into")
+    p.add_argument("--detector", default=DEFAULT_MODEL, help=f"'baseline', a model name or a model card (default: "
+                   f"{DEFAULT_MODEL})")
+    p.add_argument("--bands", type=_band_map, help="band name to 1-based index, e.g. B02=1,B03=2,B04=3,B08=4,"
+                   "B11=5,B12=6")
+    p.add_argument("--radiometry", choices=["auto", "L1C", "L2A"], default="auto",
+                   help="processing level when the files' tags do not say (default: auto)")
+    p.add_argument("--zones", help="zone layer with a column naming each feature's zone (docs/configuration.md)")
+    p.add_argument("--zone-column", default="zone", help="that column (default: zone)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(func=_cmd_detect)
+    p = sub.add_parser("train", help="train the shipped model from its seed",
+                       description="Simulate training and validation scenes (cached), train with checkpoints "
+                                   "(an interrupted run resumes), calibrate thresholds on validation scenes and "
+                                   "write weights/<name>.safetensors and its model card.")
+    p.add_argument("--data", default="build/training", help="cache of scenes and checkpoints (default: build/training)")
+    p.add_argument("--real-pairs", help="folder of real pairs to implant changes into (optional)")
+    p.add_argument("--out", default="weights", help="where to write weights and card (default: weights)")
+    p.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
+    p.add_argument("--seed", type=int, help="seed (default: the recipe's)")
+    p.add_argument("--workers", type=int, default=2, help="processes simulating scenes (default: 2)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (default: auto)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 
@@ -170,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except EoleadsError as err:
+    except (EoleadsError, ModelError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from detectors.categories import CATEGORY_IDS, PermitType, Zone
+from detectors.learned import DEFAULT_MODEL
 from pipeline.errors import ConfigError
 
 CategoryId = Literal[CATEGORY_IDS]  # type: ignore[valid-type]
@@ -69,6 +70,8 @@ class SimulatedSource(_Strict):
     type: Literal["simulated"]
     seed: int = 7
     folder: Path = Path("inputs")
+    difficulty: Literal["demo", "held_out"] = Field(
+        "demo", description="held_out: more cloud, stronger season shift, varied surfaces, changes near the unit")
 
 
 Source = Annotated[LocalSource | SimulatedSource, Field(discriminator="type")]
@@ -124,7 +127,8 @@ class GridConfig(_Strict):
 class DetectionConfig(_Strict):
     """Which detector runs and how its input is tiled."""
 
-    detector: Literal["baseline"] = "baseline"
+    detector: str = Field(DEFAULT_MODEL, description="'baseline', a model in weights/ (by name), "
+                          "or a path to a model card (.json)")
     tile_size: int = Field(256, ge=32, le=2048)
     tile_overlap: int = Field(32, ge=0)
     batch_size: int = Field(8, ge=1)
@@ -189,6 +193,8 @@ class RunConfig(_Strict):
             data.source.paths = [p if Path(p).is_absolute() else os.path.normpath(base / p) for p in data.source.paths]
         else:
             data.source.folder = fix(data.source.folder)
+        if data.detection.detector.endswith(".json"):  # a model card given by path
+            data.detection.detector = str(fix(Path(data.detection.detector)))
         data._base = base
         return data
 
@@ -200,11 +206,17 @@ class RunConfig(_Strict):
         """A hash of everything the finished cells depend on; a run folder keeps to one fingerprint.
 
         Paths count relative to the configuration's folder, so a project folder that is moved
-        with its configuration keeps its fingerprint and its finished cells.
+        with its configuration keeps its fingerprint and its finished cells. A model counts by
+        the hash of its weights, not only by its name.
         """
         text = json.dumps(self.model_dump(mode="json", include=self.CELL_FIELDS), sort_keys=True)
         if self._base is not None:
             text = text.replace(json.dumps(str(self._base) + os.sep)[1:-1], "<config folder>/")
+        if self.detection.detector != "baseline":  # retrained weights under the same name change the cells
+            from detectors.learned import resolve_card
+            from detectors.model_card import ModelCard
+
+            text += ModelCard.read(resolve_card(self.detection.detector)).weights_sha256
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -13,9 +13,9 @@ DEMO_AOI = AOI_DIR / "demo_hulun_shore.geojson"
 DEMO_SEED = 7
 
 
-def demo_config(seed: int = DEMO_SEED) -> dict:
+def demo_config(seed: int = DEMO_SEED, detector: str | None = None) -> dict:
     """The demo's run configuration; also the worked example of docs/configuration.md."""
-    return {
+    config = {
         "name": "demo-hulun-lake-shore",
         "aoi": [str(DEMO_AOI)],
         "windows": {"baseline": {"start": "2024-07-01", "end": "2024-08-31"},
@@ -34,13 +34,16 @@ def demo_config(seed: int = DEMO_SEED) -> dict:
         "output_crs": "EPSG:4490",
         "device": "cpu",
     }
+    if detector:
+        config["detection"] = {"detector": detector}
+    return config
 
 
-def write_demo_config(out: Path, seed: int = DEMO_SEED) -> Path:
+def write_demo_config(out: Path, seed: int = DEMO_SEED, detector: str | None = None) -> Path:
     """Write the demo configuration into the demo's run folder and return its path."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "demo.yaml"
     text = "# eoleads demo run: simulated Sentinel-2 L2A scene, Hulun Lake north-east shore\n"
-    text += yaml.safe_dump(demo_config(seed), allow_unicode=True, sort_keys=False)
+    text += yaml.safe_dump(demo_config(seed, detector), allow_unicode=True, sort_keys=False)
     path.write_text(text, encoding="utf-8")
     return path

@@ -8,6 +8,7 @@ import numpy as np
 
 from detectors.categories import Zone
 from detectors.interface import Detector
+from pipeline.errors import InputError
 from pipeline.scene import Scene
 from pipeline.tiling import Tile, blend_weights, tile_grid
 
@@ -24,9 +25,19 @@ def predict_scene(scene: Scene, zones: dict[Zone, np.ndarray], detector: Detecto
                   overlap: int, batch_size: int) -> tuple[np.ndarray, InferenceStats]:
     """Probabilities (categories, rows, cols) for the whole scene grid; tiles with no valid pixel are skipped."""
     if scene.bands != detector.bands:
-        raise ValueError(f"detector {detector.name} reads bands {detector.bands}, the scene has {scene.bands}")
-    height, width = scene.valid.shape
-    valid = scene.valid
+        raise InputError(None, "detection.detector", f"detector {detector.name} reads bands "
+                         f"{', '.join(detector.bands)} in that order, the imagery source gives "
+                         f"{', '.join(scene.bands)}",
+                         "use a detector made for these bands (detector: baseline reads the six Sentinel-2 bands)")
+    return predict_arrays(scene.before.reflectance, scene.after.reflectance, scene.valid, zones, detector,
+                          tile_size, overlap, batch_size)
+
+
+def predict_arrays(before: np.ndarray, after: np.ndarray, valid: np.ndarray, zones: dict[Zone, np.ndarray],
+                   detector: Detector, tile_size: int, overlap: int, batch_size: int
+                   ) -> tuple[np.ndarray, InferenceStats]:
+    """Probabilities (categories, rows, cols) from reflectance stacks (bands, rows, cols) of both dates."""
+    height, width = valid.shape
     acc = np.zeros((len(detector.categories), height, width), dtype=np.float32)
     weight = np.zeros((height, width), dtype=np.float32)
     stats = InferenceStats()
@@ -36,11 +47,11 @@ def predict_scene(scene: Scene, zones: dict[Zone, np.ndarray], detector: Detecto
     stats.tiles_without_data = len(tiles) - len(todo)
     for start in range(0, len(todo), batch_size):
         batch: list[Tile] = todo[start:start + batch_size]
-        before = np.stack([scene.before.reflectance[(slice(None), *t.slices)] for t in batch])
-        after = np.stack([scene.after.reflectance[(slice(None), *t.slices)] for t in batch])
+        tile_before = np.stack([before[(slice(None), *t.slices)] for t in batch])
+        tile_after = np.stack([after[(slice(None), *t.slices)] for t in batch])
         mask = np.stack([valid[t.slices] for t in batch])
         tile_zones = {z: np.stack([m[t.slices] for t in batch]) for z, m in zones.items()}
-        probs = detector.predict(before, after, mask, tile_zones)
+        probs = detector.predict(tile_before, tile_after, mask, tile_zones)
         for t, p in zip(batch, probs, strict=True):
             w = blend_weights(t, height, width, overlap)
             acc[(slice(None), *t.slices)] += p * w

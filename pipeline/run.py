@@ -127,7 +127,8 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
         zones = load_zones(config.zones, config.categories)
     with timer("permits"):
         permits = load_permits(config.permits)
-    detector = load_detector(config.detection.detector, [c for c in config.categories if c not in zones.switched_off])
+    detector = load_detector(config.detection.detector, [c for c in config.categories if c not in zones.switched_off],
+                              config.device)
     assigned = cells if shard is None else cells[shard[0] - 1::shard[1]]
     processed = 0
     for cell in tqdm(assigned, desc="cells", unit="cell", disable=not progress):

@@ -5,6 +5,7 @@ from detectors.bands import REFLECTANCE_BANDS
 from detectors.baseline import SpectralBaseline
 from detectors.categories import CATEGORY_IDS, Zone
 from detectors.simulator.spectra import surface_spectra
+from pipeline.errors import InputError
 from pipeline.inference import predict_scene
 from pipeline.scene import Composite, ReadGrid, Scene
 from pipeline.vectorize import decide
@@ -70,7 +71,7 @@ def test_scene_with_other_bands_is_refused():
     grid = ReadGrid("EPSG:32650", None, 8, 8)
     comp = Composite(np.zeros((6, 8, 8), np.float32), np.ones((8, 8), bool), [], np.ones((8, 8), np.uint8))
     scene = Scene(grid, ("B02", "B03", "B04", "B05", "B11", "B12"), comp, comp)
-    with pytest.raises(ValueError, match="reads bands"):
+    with pytest.raises(InputError, match="reads bands"):
         predict_scene(scene, {}, SpectralBaseline(), 8, 0, 1)
     assert SpectralBaseline.bands == REFLECTANCE_BANDS
 

@@ -115,3 +115,19 @@ def test_config_that_is_not_utf8_is_a_clear_error(tmp_path):
     path.write_bytes(GOOD.replace("name: t", "name: 呼伦湖").encode("gbk"))
     with pytest.raises(ConfigError, match="UTF-8"):
         load_config(path)
+
+
+def test_retrained_weights_under_the_same_card_path_change_the_fingerprint(tmp_path):
+    import json
+    import shutil
+
+    from detectors.learned import DEFAULT_MODEL, WEIGHTS_DIR
+
+    shutil.copy(WEIGHTS_DIR / f"{DEFAULT_MODEL}.json", tmp_path / "model.json")
+    text = GOOD + "detection: {detector: model.json}\n"
+    first = load_config(_write(tmp_path, text)).fingerprint()
+    assert load_config(_write(tmp_path, text, "b.yaml")).fingerprint() == first
+    card = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
+    card["weights_sha256"] = "0" * 64
+    (tmp_path / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    assert load_config(_write(tmp_path, text, "c.yaml")).fingerprint() != first

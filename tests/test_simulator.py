@@ -54,3 +54,28 @@ def test_simulation_is_deterministic_for_a_seed(demo_run, tmp_path):
     t1 = gpd.read_file(again.truth, layer="changes")
     t2 = gpd.read_file(demo_run / "inputs" / "truth.gpkg", layer="changes")
     assert t1.geometry.geom_equals_exact(t2.geometry, tolerance=1e-6).all()
+
+
+def test_level_1c_files_carry_top_of_atmosphere_reflectance(tmp_path):
+    from datetime import date
+
+    from detectors.simulator.landscape import Grid
+    from detectors.simulator.render import Acquisition, top_of_atmosphere
+    from detectors.simulator.writer import write_acquisition
+    from pipeline.scene import ReadGrid
+    from pipeline.sources.local import inspect_file, read_reflectance
+    from tests.conftest import ORIGIN
+
+    surface = np.full((6, 16, 16), 0.1, dtype=np.float32)
+    acq = top_of_atmosphere(Acquisition(date(2025, 8, 2), surface, np.full((16, 16), 4)), np.random.default_rng(0))
+    assert acq.scl is None
+    path = tmp_path / "S2_L1C_20250802.tif"
+    write_acquisition(path, acq, Grid("EPSG:32650", ORIGIN, 16, 16))
+    with rasterio.open(path) as src:
+        assert src.count == 6 and src.tags()["PROCESSING_LEVEL"] == "L1C"
+    info = inspect_file(path)
+    assert info.offset == -1000 and "SCL" not in info.band_index
+    toa = read_reflectance(info, ReadGrid("EPSG:32650", ORIGIN, 16, 16), tuple(info.band_index))
+    assert np.allclose(toa, acq.reflectance, atol=1e-4)
+    assert toa[0].mean() > 0.1 + 0.02  # path radiance brightens blue
+    assert abs(toa[5].mean() - 0.1) < 0.02  # and barely touches SWIR

@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage
 from shapely import affinity
 from shapely.geometry import Polygon, box
+from shapely.ops import unary_union
 
 
 def smooth_field(shape: tuple[int, int], scale_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -53,3 +54,20 @@ def rectangle(center: tuple[float, float], area_m2: float, rng: np.random.Genera
     rect = affinity.rotate(rect, rng.uniform(0, 180))
     return affinity.translate(rect, *center)
 
+
+
+def compound(center: tuple[float, float], area_m2: float, rng: np.random.Generator) -> Polygon:
+    """Joined rectangles (L, T or comb shapes) of a given area: buildings with their yards."""
+    first = box(-0.5, -0.15, 0.5, 0.15)
+    parts = [first]
+    edge = first.exterior
+    for _ in range(int(rng.integers(1, 3))):
+        long, short = rng.uniform(0.3, 0.8), rng.uniform(0.12, 0.3)
+        part = box(-short / 2, -long / 2, short / 2, long / 2)  # across the first one
+        x, y = edge.interpolate(rng.uniform(0, edge.length)).coords[0]
+        parts.append(affinity.translate(part, x, y))
+    poly = unary_union(parts)
+    poly = affinity.rotate(poly, rng.uniform(0, 180), origin=(0, 0))
+    factor = np.sqrt(area_m2 / poly.area)
+    poly = affinity.scale(poly, factor, factor, origin=(0, 0))
+    return affinity.translate(poly, *center)

@@ -18,8 +18,9 @@ from shapely.geometry import Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
 from detectors.categories import Zone, get_category
-from detectors.simulator.fields import blob, rectangle
+from detectors.simulator.fields import blob, compound, rectangle
 from detectors.simulator.landscape import Cover, Landscape
+from detectors.simulator.settings import SHAPE_CHOICES, SURFACE_CHOICES, SceneSettings
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ _PLANS: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
                       ("outside_boundary", "coal", "by_pit"), ("expired", "rock_pit", "open_steppe"))),
 }
 
+_SHAPES = {"rect": rectangle, "blob": blob, "compound": compound}
+
 # a change of a zoned category lies wholly inside its zone, as the category's definition asks
 _ZONE_OF = {"open_steppe": Zone.GRASSLAND, "forest": Zone.FOREST, "cropland": Zone.BLACK_SOIL, "river": Zone.RIVER,
             "lake_shore": Zone.LAKE, "wetland": Zone.WETLAND, "by_pit": Zone.GRASSLAND}
@@ -139,9 +142,11 @@ def _permit_dates(scenario: str, category: str, timeline: Timeline) -> tuple[dat
     return timeline.before[-1].replace(month=9, day=1), timeline.after[0].replace(month=6, day=30), None
 
 
-def plan_changes(land: Landscape, rng: np.random.Generator, timeline: Timeline = Timeline()
+def plan_changes(land: Landscape, rng: np.random.Generator, timeline: Timeline = Timeline(),
+                 settings: SceneSettings | None = None
                  ) -> tuple[list[PlantedChange], list[Permit], list[Distractor]]:
     """Place every planned change without overlap, with the permits that go with it."""
+    settings = settings or SceneSettings()
     grid = land.grid
     masks = _where_masks(land)
     taken: list[BaseGeometry] = []
@@ -168,9 +173,12 @@ def plan_changes(land: Landscape, rng: np.random.Generator, timeline: Timeline =
             continue  # the landscape has no such place (no lake shore far from the lake)
         make = rectangle if shape == "rect" else blob
         for k, (scenario, surface, where) in enumerate(plan):
-            area = float(rng.uniform(0.8, 3.0) * max(get_category(category).min_area_m2, 5000))
+            area = float(rng.uniform(*settings.change_size) * max(get_category(category).min_area_m2, 5000))
             if scenario in ("partly_covered", "outside_boundary"):
                 area *= 3.0  # what the permit leaves uncovered must still exceed the mapping unit
+            if settings.varied_surfaces:
+                surface = str(rng.choice(SURFACE_CHOICES[category]))
+                make = _SHAPES[str(rng.choice(SHAPE_CHOICES[category]))]
             geom = place(where, make, area)
             lead, reason = SCENARIOS[scenario]
             cid = f"{get_category(category).code}{k + 1:02d}"

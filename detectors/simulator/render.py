@@ -26,7 +26,7 @@ class Acquisition:
 
     date: date
     reflectance: np.ndarray
-    scl: np.ndarray
+    scl: np.ndarray | None  # Level-1C has no scene classification
 
 
 def coverage(grid: Grid, geom: BaseGeometry, factor: int = 3) -> np.ndarray:
@@ -52,7 +52,8 @@ def coverage(grid: Grid, geom: BaseGeometry, factor: int = 3) -> np.ndarray:
     return out
 
 
-def _surface(name: str, rng: np.random.Generator) -> np.ndarray:
+def surface_spectrum(name: str, rng: np.random.Generator) -> np.ndarray:
+    """One measured spectrum of a named after-surface, mixtures such as a clearing included."""
     if name == "clearing":  # slash, litter and exposed soil with a few standing trees
         return 0.45 * draw("dry_grass", rng) + 0.35 * draw("steppe_soil", rng) + 0.2 * draw("forest", rng)
     return draw(name, rng)
@@ -70,11 +71,12 @@ def _patch_table(land: Landscape, rng: np.random.Generator) -> dict[str, np.ndar
 
 
 def ground_reflectance(land: Landscape, changes: list[PlantedChange], distractors: list[Distractor],
-                       epoch: str, rng: np.random.Generator) -> np.ndarray:
+                       epoch: str, rng: np.random.Generator, phenology_range: tuple[float, float] = (0.85, 1.1)
+                       ) -> np.ndarray:
     """Surface reflectance of one epoch ("before" or "after"), before any atmosphere."""
     tables = _patch_table(land, np.random.default_rng(land.patches.size))  # same land both epochs
     cover = land.cover
-    phenology = rng.uniform(0.85, 1.1)
+    phenology = rng.uniform(*phenology_range)
     green = np.clip(land.green_fraction * phenology, 0, 1)
     cured = np.zeros_like(green)  # drought cures green grass into standing dry grass, not soil
     if epoch == "after":
@@ -106,10 +108,10 @@ def ground_reflectance(land: Landscape, changes: list[PlantedChange], distractor
                 out = (1 - f) * out + f * tables["black_soil"]
             elif d.surface and d.kind != "drought":
                 f = coverage(land.grid, d.geometry)
-                out = (1 - f) * out + f * _surface(d.surface, rng)[:, None, None] * texture
+                out = (1 - f) * out + f * surface_spectrum(d.surface, rng)[:, None, None] * texture
         for c in changes:
             f = coverage(land.grid, c.geometry)
-            spec = _surface(c.surface, rng)[:, None, None]
+            spec = surface_spectrum(c.surface, rng)[:, None, None]
             out = (1 - f) * out + f * spec * texture
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
@@ -148,3 +150,21 @@ def acquire(ground: np.ndarray, when: date, rng: np.random.Generator, cloud_cove
     refl = np.clip(refl, 0.0, 1.0).astype(np.float32)
     assert refl.shape[0] == len(REFLECTANCE_BANDS)
     return Acquisition(date=when, reflectance=refl, scl=_scl(refl, cloud, shadow))
+
+
+#: Rayleigh and aerosol path reflectance over a clean continental atmosphere, B02..B12, and the
+#: two-way transmittance, for turning surface reflectance into a Level-1C-like top of atmosphere.
+_PATH_REFLECTANCE = np.array([0.065, 0.045, 0.030, 0.015, 0.004, 0.002], dtype=np.float32)
+_TRANSMITTANCE = np.array([0.80, 0.85, 0.88, 0.92, 0.95, 0.96], dtype=np.float32)
+
+
+def toa_reflectance(surface: np.ndarray, turbidity: float) -> np.ndarray:
+    """Surface reflectance (bands, ...) seen from the top of the atmosphere."""
+    shape = (-1,) + (1,) * (surface.ndim - 1)
+    toa = surface * _TRANSMITTANCE.reshape(shape) ** turbidity + _PATH_REFLECTANCE.reshape(shape) * turbidity
+    return np.clip(toa, 0.0, 1.0).astype(np.float32)
+
+
+def top_of_atmosphere(acq: Acquisition, rng: np.random.Generator) -> Acquisition:
+    """The same overpass as Level-1C would record it: path radiance added, no SCL."""
+    return Acquisition(date=acq.date, reflectance=toa_reflectance(acq.reflectance, rng.uniform(0.6, 1.6)), scl=None)

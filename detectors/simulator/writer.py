@@ -1,6 +1,6 @@
 """Write a simulated scene to disk in the formats users actually hold.
 
-Imagery goes to L2A-like GeoTIFFs (uint16 with the L2A scale and −1000 offset, plus SCL), the
+Imagery goes to L2A-like GeoTIFFs (uint16 with the L2A scale and −1000 offset, plus SCL) or L1C-like ones, the
 permit layer to a GeoPackage in CGCS2000 with Chinese column names and values, the context
 zones and the ground truth to GeoPackages. Deterministic for a seed.
 """
@@ -25,7 +25,8 @@ from detectors.bands import L2A_OFFSET, L2A_QUANTIFICATION, REFLECTANCE_BANDS, S
 from detectors.categories import Zone
 from detectors.simulator.landscape import Grid, make_landscape
 from detectors.simulator.plan import Timeline, plan_changes
-from detectors.simulator.render import Acquisition, acquire, ground_reflectance
+from detectors.simulator.render import Acquisition, acquire, ground_reflectance, top_of_atmosphere
+from detectors.simulator.settings import SceneSettings
 
 #: Chinese column names and type values of the simulated permit register, as a county
 #: natural-resources bureau might export them; the demo configuration maps them back.
@@ -58,19 +59,24 @@ def _grid_for(aoi_utm: BaseGeometry, crs: str, margin_m: float = 600.0, res: flo
 
 
 def write_acquisition(path: Path, acq: Acquisition, grid: Grid) -> None:
-    """An L2A-like GeoTIFF: six reflectance bands as uint16 DN, then SCL."""
+    """A Sentinel-2-like GeoTIFF: six reflectance bands as uint16 DN with the −1000 offset of
+    processing baseline 04.00, then SCL for Level-2A; Level-1C (no SCL) is tagged as such."""
+    level = "L2A" if acq.scl is not None else "L1C"
     dn = np.clip(np.round(acq.reflectance * L2A_QUANTIFICATION - L2A_OFFSET), 1, 65535).astype("uint16")
-    profile = dict(driver="GTiff", height=grid.height, width=grid.width, count=len(REFLECTANCE_BANDS) + 1,
+    names = (*REFLECTANCE_BANDS, SCL_BAND) if acq.scl is not None else REFLECTANCE_BANDS
+    profile = dict(driver="GTiff", height=grid.height, width=grid.width, count=len(names),
                    dtype="uint16", crs=grid.crs, transform=grid.transform, nodata=0, tiled=True,
                    blockxsize=256, blockysize=256, compress="deflate", predictor=2)
+    offset_tag = "BOA_ADD_OFFSET" if level == "L2A" else "RADIO_ADD_OFFSET"
     tmp = path.with_suffix(".tmp.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
         dst.write(dn, indexes=list(range(1, len(REFLECTANCE_BANDS) + 1)))
-        dst.write(acq.scl.astype("uint16"), len(REFLECTANCE_BANDS) + 1)
-        for i, name in enumerate((*REFLECTANCE_BANDS, SCL_BAND), start=1):
+        if acq.scl is not None:
+            dst.write(acq.scl.astype("uint16"), len(names))
+        for i, name in enumerate(names, start=1):
             dst.set_band_description(i, name)
-        dst.update_tags(ACQUISITION_DATE=acq.date.isoformat(), PROCESSING_LEVEL="L2A",
-                        BOA_ADD_OFFSET=str(int(L2A_OFFSET)), QUANTIFICATION_VALUE=str(int(L2A_QUANTIFICATION)),
+        dst.update_tags(ACQUISITION_DATE=acq.date.isoformat(), PROCESSING_LEVEL=level,
+                        **{offset_tag: str(int(L2A_OFFSET))}, QUANTIFICATION_VALUE=str(int(L2A_QUANTIFICATION)),
                         SPACECRAFT="Sentinel-2 (simulated by eoleads)")
     tmp.replace(path)
 
@@ -82,13 +88,14 @@ def _bowtie(poly: BaseGeometry) -> Polygon:
 
 
 def simulate_scene(folder: Path, aoi_wgs84: BaseGeometry, seed: int, lake_wgs84: BaseGeometry | None = None,
-                   lake_zone_wgs84: BaseGeometry | None = None, timeline: Timeline | None = None
-                   ) -> SimulatedScene:
+                   lake_zone_wgs84: BaseGeometry | None = None, timeline: Timeline | None = None,
+                   settings: SceneSettings | None = None) -> SimulatedScene:
     """Simulate two epochs over an AOI and write imagery, permits, zones and truth to a folder.
 
     The scene is made in the WGS84 UTM zone of the AOI's centre, as a Sentinel-2 tile would be.
     """
     timeline = timeline or Timeline()
+    settings = settings or SceneSettings()
     folder.mkdir(parents=True, exist_ok=True)
     crs = gpd.GeoSeries([aoi_wgs84], crs="EPSG:4326").estimate_utm_crs("WGS 84").to_string()
     to_utm = gpd.GeoSeries([aoi_wgs84, lake_wgs84, lake_zone_wgs84], crs="EPSG:4326").to_crs(crs)
@@ -99,18 +106,21 @@ def simulate_scene(folder: Path, aoi_wgs84: BaseGeometry, seed: int, lake_wgs84:
     lake = lake.intersection(near) if lake is not None else None
     lake_zone = lake_zone.intersection(near) if lake_zone is not None else None
     land = make_landscape(grid, aoi_utm, lake, rng, lake_zone=lake_zone)
-    changes, permits, distractors = plan_changes(land, rng, timeline)
+    changes, permits, distractors = plan_changes(land, rng, timeline, settings)
 
     imagery: list[Path] = []
     (folder / "imagery").mkdir(exist_ok=True)
     bar = tqdm(total=len(timeline.before) + len(timeline.after), desc="simulating scene", unit="image",
                disable=None)  # shown on a terminal only
     for epoch, dates in (("before", timeline.before), ("after", timeline.after)):
-        ground = ground_reflectance(land, changes, distractors, epoch, rng)
+        ground = ground_reflectance(land, changes, distractors, epoch, rng, settings.phenology)
         for when in dates:
-            shift = (0.0, 0.0) if epoch == "before" else tuple(rng.uniform(-0.4, 0.4, 2))
-            acq = acquire(ground, when, rng, cloud_cover=float(rng.uniform(0.03, 0.12)), shift_px=shift)
-            path = folder / "imagery" / f"S2_L2A_{when:%Y%m%d}.tif"
+            m = settings.misregistration_px
+            shift = (0.0, 0.0) if epoch == "before" else tuple(rng.uniform(-m, m, 2))
+            acq = acquire(ground, when, rng, cloud_cover=float(rng.uniform(*settings.cloud_cover)), shift_px=shift)
+            if settings.radiometry == "L1C":
+                acq = top_of_atmosphere(acq, rng)
+            path = folder / "imagery" / f"S2_{settings.radiometry}_{when:%Y%m%d}.tif"
             write_acquisition(path, acq, grid)
             imagery.append(path)
             bar.update()
@@ -153,7 +163,7 @@ def simulate_scene(folder: Path, aoi_wgs84: BaseGeometry, seed: int, lake_wgs84:
         "before": [d.isoformat() for d in timeline.before], "after": [d.isoformat() for d in timeline.after],
         "changes": len(changes), "categories": sorted({c.category for c in changes}),
         "permits": len(permits), "distractors": [d.kind for d in distractors],
-        "aoi": aoi_wgs84.wkt,
+        "aoi": aoi_wgs84.wkt, "settings": settings.to_dict(),
     }, indent=2))
     tmp.replace(done)
     return SimulatedScene(folder, imagery, permit_path, zones, truth, timeline)

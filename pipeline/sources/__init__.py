@@ -17,4 +17,4 @@ def build_source(config: RunConfig, aoi_wgs84: BaseGeometry) -> ImagerySource:
     src = config.source
     if isinstance(src, LocalSource):
         return LocalGeoTiffSource(src.paths, src.radiometry, src.bands)
-    return SimulatedSource(src.folder, aoi_wgs84, src.seed)
+    return SimulatedSource(src.folder, aoi_wgs84, src.seed, src.difficulty)

@@ -129,7 +129,7 @@ class LocalGeoTiffSource:
             return None
         stack = np.full((len(chosen), len(self.bands), grid.height, grid.width), np.nan, dtype=np.float32)
         for k, acq in enumerate(chosen):
-            stack[k] = _read_reflectance(acq, grid, self.bands)
+            stack[k] = read_reflectance(acq, grid, self.bands)
         refl = nan_median(stack)
         seen = np.isfinite(stack).all(axis=1)
         seen_dates = sorted({a.when for a, s in zip(chosen, seen, strict=True) if s.any()})  # only dates that saw it
@@ -177,7 +177,7 @@ def _read_on_grid(src: rasterio.DatasetReader, indexes: list[int], grid: ReadGri
     return out
 
 
-def _read_reflectance(acq: Acquisition, grid: ReadGrid, bands: tuple[str, ...]) -> np.ndarray:
+def read_reflectance(acq: Acquisition, grid: ReadGrid, bands: tuple[str, ...]) -> np.ndarray:
     """Reflectance on the grid, NaN where the file has no data or SCL hides the ground."""
     with rasterio.open(acq.path) as src:
         nodata = src.nodata if src.nodata is not None else 0

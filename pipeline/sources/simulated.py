@@ -5,39 +5,40 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import geopandas as gpd
 from shapely.geometry.base import BaseGeometry
 
+from detectors.simulator.settings import HELD_OUT, SceneSettings
 from detectors.simulator.writer import SimulatedScene, simulate_scene
+from pipeline.aoi import hulun_lake
 from pipeline.config import Window
-from pipeline.paths import AOI_DIR
 from pipeline.scene import Composite, ReadGrid
 from pipeline.sources.local import LocalGeoTiffSource
 
 
-def ensure_simulation(folder: Path, aoi_wgs84: BaseGeometry, seed: int) -> Path:
+def ensure_simulation(folder: Path, aoi_wgs84: BaseGeometry, seed: int, difficulty: str = "demo") -> Path:
     """Simulate the scene into `folder` unless a finished simulation of this AOI and seed is there.
 
     The Hulun Lake outline and its protection zone from aoi/ shape the simulated shore, so the
     demo's water, shore and zones sit where the real ones are.
     """
+    settings = HELD_OUT if difficulty == "held_out" else SceneSettings()
     done = folder / "simulation.json"
     if done.exists():
         made = json.loads(done.read_text(encoding="utf-8"))
-        if made.get("seed") == seed and made.get("aoi") == aoi_wgs84.wkt:
+        wanted = {"seed": seed, "aoi": aoi_wgs84.wkt, "settings": json.loads(json.dumps(settings.to_dict()))}
+        if all(made.get(k) == v for k, v in wanted.items()):
             return folder
     done.unlink(missing_ok=True)  # a half-written folder must never pass as finished
-    lake = gpd.read_file(AOI_DIR / "hulun_lake.geojson").to_crs("EPSG:4326").geometry.iloc[0]
-    zone = gpd.read_file(AOI_DIR / "hulun_lake_protection_zone.geojson").to_crs("EPSG:4326").geometry.iloc[0]
-    scene: SimulatedScene = simulate_scene(folder, aoi_wgs84, seed, lake, zone)
+    lake, zone = hulun_lake()
+    scene: SimulatedScene = simulate_scene(folder, aoi_wgs84, seed, lake, zone, settings=settings)
     return scene.folder
 
 
 class SimulatedSource:
     """Reads the simulator's GeoTIFFs through the local-file source, the same door users take."""
 
-    def __init__(self, folder: Path, aoi_wgs84: BaseGeometry, seed: int) -> None:
-        ensure_simulation(folder, aoi_wgs84, seed)
+    def __init__(self, folder: Path, aoi_wgs84: BaseGeometry, seed: int, difficulty: str = "demo") -> None:
+        ensure_simulation(folder, aoi_wgs84, seed, difficulty)
         self._local = LocalGeoTiffSource([str(folder / "imagery" / "*.tif")])
         self.bands = self._local.bands
 

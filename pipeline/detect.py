@@ -1,0 +1,77 @@
+"""`eoleads detect`: a detector on any co-registered before/after GeoTIFF pair, without a run.
+
+For GIS users who hold two images already: writes one probability GeoTIFF per category
+(uint8, 0-250 = 0-100 %, 255 = unseen) and a GeoPackage of change polygons held to each
+category's mapping unit. No permits are checked: these are changes, not leads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+
+from detectors import load_detector
+from detectors.categories import CATEGORY_IDS
+from pipeline.atomic import atomic_path
+from pipeline.config import ZoneLayer
+from pipeline.inference import predict_arrays
+from pipeline.pair import read_pair
+from pipeline.vectorize import decide, merge_across_cells, polygons_from_labels
+from pipeline.zones import load_zones
+
+PROBABILITY_SCALE = 250.0
+
+
+@dataclass
+class DetectResult:
+    """What `detect` wrote, and what it could not run."""
+
+    probabilities: list[Path]
+    changes: Path
+    polygons: gpd.GeoDataFrame
+    notes: list[str]
+
+
+def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers: list[ZoneLayer] | None = None,
+           radiometry: str = "auto", bands: dict[str, int] | None = None, device: str = "auto",
+           categories: list[str] | None = None) -> DetectResult:
+    """Detect changes between two images and write probabilities and polygons into `out`."""
+    categories = list(categories or CATEGORY_IDS)
+    zones = load_zones(zone_layers or [], categories)
+    active = [c for c in categories if c not in zones.switched_off]
+    detector = load_detector(detector_name, active, device)
+    pair = read_pair(Path(before), Path(after), radiometry, bands, wanted=detector.bands)
+    valid = pair.valid
+    zone_masks = zones.masks(pair.grid)
+    probs, _ = predict_arrays(pair.before, pair.after, valid, zone_masks, detector, 256, 32, 8)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    grid = pair.grid
+    profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", crs=grid.crs,
+                   transform=grid.transform, nodata=255, compress="deflate", tiled=True, blockxsize=256,
+                   blockysize=256)
+    for i, cat in enumerate(detector.categories):
+        if cat not in active:
+            continue
+        path = out / f"probability_{cat}.tif"
+        with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(np.where(valid, np.round(probs[i] * PROBABILITY_SCALE), 255).astype("uint8"), 1)
+            dst.set_band_description(1, cat)
+            dst.update_tags(SCALE=str(1 / PROBABILITY_SCALE), DETECTOR=detector.name, BEFORE=str(before),
+                            AFTER=str(after))
+        written.append(path)
+    labels = decide(probs, detector.categories, detector.thresholds)
+    resolution = abs(grid.transform.a)
+    polys = polygons_from_labels(labels, probs, detector.categories, grid.transform, grid.crs, "pair", resolution)
+    polys = merge_across_cells([polys], resolution).to_crs(grid.crs)
+    polys = polys.drop(columns=["cell_id", "touches_edge", "before_dates", "after_dates"])
+    polys.insert(0, "detector", detector.name)
+    changes = out / "changes.gpkg"
+    with atomic_path(changes) as tmp:
+        polys.to_file(tmp, layer="changes", driver="GPKG", engine="pyogrio")
+    return DetectResult(written, changes, polys, zones.notes)

@@ -1,0 +1,261 @@
+"""`eoleads train`: train a segmentation model from a seed, with checkpoints, and ship it.
+
+The recipe (scenes, chips, loss, schedule) is fixed by `TrainingRecipe`; the same recipe and
+seed give the same weights on the same machine and torch version. A run resumes from its last
+checkpoint. At the end, per-category thresholds are calibrated on the validation scenes (never
+the held-out test scenes), and weights (safetensors) and model card are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from detectors.bands import REFLECTANCE_BANDS
+from detectors.categories import CATEGORY_IDS
+from detectors.features import CONTEXT_ZONES, FEATURE_NAMES, SPECTRAL_CHANNELS
+from detectors.learned import DEFAULT_MODEL, WEIGHTS_DIR, SegmentationDetector, pick_device
+from detectors.model_card import Architecture, ModelCard, sha256_of
+from pipeline.atomic import atomic_path
+from pipeline.inference import predict_arrays
+from pipeline.training.chips import ChipSampler
+from pipeline.training.scenes import TRAIN_SEEDS, VALIDATION_SEEDS, SceneArrays, make_scenes
+
+#: Real pairs kept out of training, to measure false alarms on real imagery the model never saw.
+HELD_OUT_PAIRS = ("montpellier", "norcia", "valencia")
+
+
+@dataclass
+class TrainingRecipe:
+    """Everything that decides the weights."""
+
+    name: str = DEFAULT_MODEL
+    arch: str = "Unet"
+    encoder: str = "tu-regnetx_002"
+    encoder_depth: int = 5
+    options: dict = field(default_factory=dict)
+    seed: int = 0
+    steps: int = 5000
+    batch_size: int = 12
+    chip_size: int = 96
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    real_fraction: float = 0.3
+    train_scenes: tuple[int, ...] = TRAIN_SEEDS
+    validation_scenes: tuple[int, ...] = VALIDATION_SEEDS
+    held_out_pairs: tuple[str, ...] = HELD_OUT_PAIRS
+    checkpoint_every: int = 100
+    stop_after: int | None = None  # stop early (an interruption), the schedule still spans `steps`
+
+    def architecture(self) -> Architecture:
+        return Architecture(arch=self.arch, encoder=self.encoder, encoder_depth=self.encoder_depth,
+                            options=self.options, in_channels=len(FEATURE_NAMES), classes=1 + len(CATEGORY_IDS))
+
+    def signature(self) -> str:
+        """What a checkpoint must match to be resumed (everything but when to stop)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "stop_after"}, sort_keys=True)
+
+
+def load_real_pairs(folder: Path | None, exclude: tuple[str, ...]) -> tuple[list[tuple[np.ndarray, np.ndarray]],
+                                                                             list[str]]:
+    """Reflectance of every pair folder (before.tif, after.tif) not excluded; none if no folder."""
+    from pipeline.pair import read_pair
+
+    if folder is None or not Path(folder).is_dir():
+        return [], []
+    pairs, names = [], []
+    for d in sorted(p for p in Path(folder).iterdir() if (p / "before.tif").exists() and (p / "after.tif").exists()):
+        if d.name in exclude:
+            continue
+        pair = read_pair(d / "before.tif", d / "after.tif")
+        pairs.append((pair.before, pair.after))
+        names.append(d.name)
+    return pairs, names
+
+
+def normalisation(sampler: ChipSampler, chips: int = 96) -> dict[str, list[float]]:
+    """Mean and std of the spectral feature channels over valid pixels of sampled chips."""
+    x, _ = sampler.batch(chips)
+    valid = x[:, FEATURE_NAMES.index("valid")] > 0
+    values = np.moveaxis(x[:, :SPECTRAL_CHANNELS], 1, 0)[:, valid]
+    return {"mean": values.mean(axis=1).round(6).tolist(), "std": (values.std(axis=1) + 1e-6).round(6).tolist()}
+
+
+def _loss(logits, target, weights):
+    import torch
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy(logits, target, weight=weights)
+    probs = torch.softmax(logits, dim=1)[:, 1:]
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
+    inter = (probs * onehot).sum(dim=(0, 2, 3))
+    denom = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
+    present = onehot.sum(dim=(0, 2, 3)) > 0
+    dice = 1 - (2 * inter + 1) / (denom + 1)
+    return ce + (dice[present].mean() if present.any() else 0.0 * ce)
+
+
+def train(recipe: TrainingRecipe, data: Path, real_pairs: Path | None = None, out: Path = WEIGHTS_DIR,
+          progress: bool = True, workers: int = 2, device: str = "auto") -> Path:
+    """Simulate (or reuse) the recipe's scenes, fit, calibrate, and write `out/<name>.safetensors`
+    and `out/<name>.json`; returns the card path."""
+    from tqdm import tqdm
+
+    scene_dir = Path(data) / "scenes"
+    train_paths = make_scenes(scene_dir, recipe.train_scenes, workers)
+    val_paths = make_scenes(scene_dir, recipe.validation_scenes, workers)
+    scenes = [SceneArrays.load(p) for p in tqdm(train_paths, desc="loading scenes", disable=not progress)]
+    validation = [SceneArrays.load(p) for p in val_paths]
+    pairs, pair_names = load_real_pairs(real_pairs, recipe.held_out_pairs)
+    return fit(recipe, scenes, validation, pairs, Path(data) / f"{recipe.name}.checkpoint.pt", Path(out),
+               {"real_pairs": pair_names}, progress, device)
+
+
+def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[SceneArrays],
+        pairs: list[tuple[np.ndarray, np.ndarray]], checkpoint: Path, out: Path, provenance: dict | None = None,
+        progress: bool = True, device: str = "cpu") -> Path:
+    """The training loop on given scenes, resumable from `checkpoint`; writes weights and card into `out`.
+
+    On CUDA the forward pass runs under bf16 autocast in channels_last; the weights stay fp32.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    torch.manual_seed(recipe.seed)
+    sampler = ChipSampler(scenes, pairs, recipe.chip_size, np.random.default_rng(recipe.seed), recipe.real_fraction)
+    stats = normalisation(ChipSampler(scenes, pairs, recipe.chip_size, np.random.default_rng(recipe.seed + 1),
+                                      recipe.real_fraction))
+    mean = torch.zeros(1, len(FEATURE_NAMES), 1, 1)
+    std = torch.ones(1, len(FEATURE_NAMES), 1, 1)
+    mean[0, :SPECTRAL_CHANNELS, 0, 0] = torch.tensor(stats["mean"])
+    std[0, :SPECTRAL_CHANNELS, 0, 0] = torch.tensor(stats["std"])
+
+    device = pick_device(device)
+    cuda = device.startswith("cuda")
+    net = recipe.architecture().build().to(device)
+    if cuda:
+        net = net.to(memory_format=torch.channels_last)
+    mean, std = mean.to(device), std.to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.learning_rate, total_steps=recipe.steps,
+                                                pct_start=0.1)
+    class_weights = torch.tensor([1.0] + [3.0] * len(CATEGORY_IDS), device=device)
+    step, losses = 0, []
+    if checkpoint.exists():
+        ckpt = torch.load(checkpoint, weights_only=False, map_location=device)
+        if ckpt["signature"] == recipe.signature() and ckpt["stats"] == stats:
+            net.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            step, losses = ckpt["step"], ckpt["losses"]
+            sampler.rng.bit_generator.state = ckpt["sampler_rng"]
+            torch.set_rng_state(ckpt["torch_rng"].cpu())
+
+    def save_checkpoint() -> None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(checkpoint) as tmp:
+            torch.save({"signature": recipe.signature(), "stats": stats, "model": net.state_dict(),
+                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
+                        "losses": losses, "sampler_rng": sampler.rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state()}, tmp)
+
+    net.train()
+    bar = tqdm(total=recipe.steps, initial=step, desc=f"training {recipe.name}", unit="step", disable=not progress)
+    while step < min(recipe.steps, recipe.stop_after or recipe.steps):
+        x, y = sampler.batch(recipe.batch_size)
+        xt = (torch.from_numpy(x).to(device) - mean) / std
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits = net(xt.contiguous(memory_format=torch.channels_last) if cuda else xt)
+        loss = _loss(logits.float(), torch.from_numpy(y).to(device), class_weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        losses.append(round(loss.item(), 5))
+        bar.update()
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if step % recipe.checkpoint_every == 0 or step == recipe.steps:
+            save_checkpoint()
+    bar.close()
+    net.eval().cpu()
+
+    card = ModelCard(
+        name=recipe.name,
+        description="Bi-temporal Sentinel-2 change segmentation for the eight eoleads categories",
+        architecture=recipe.architecture(), input_bands=list(REFLECTANCE_BANDS),
+        radiometry="surface (L2A) or top-of-atmosphere (L1C) reflectance as 0..1 floats; the source applies "
+                   "each file's scale (QUANTIFICATION_VALUE) and offset (BOA_/RADIO_ADD_OFFSET) before the model",
+        features=list(FEATURE_NAMES), normalisation=stats, categories=list(CATEGORY_IDS),
+        thresholds=dict.fromkeys(CATEGORY_IDS, 0.5), weights_file=f"{recipe.name}.safetensors", weights_sha256="",
+    )
+    thresholds, val_metrics = calibrate(SegmentationDetector(card, net, "cpu"), validation, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / card.weights_file
+    with atomic_path(weights) as tmp:
+        save_file({k: v.contiguous() for k, v in net.to(memory_format=torch.contiguous_format).state_dict().items()},
+                  str(tmp))
+    card = card.model_copy(update={
+        "thresholds": thresholds, "weights_sha256": sha256_of(weights),
+        "training": {"recipe": asdict(recipe), "simulated_scenes": len(scenes), "validation_scenes": len(validation),
+                     **(provenance or {}), "steps_done": step,
+                     "loss_median_per_100_steps": [float(np.median(losses[i:i + 100]))
+                                                   for i in range(0, len(losses), 100)],
+                     "trained_on": f"{platform.machine()}, torch {torch.__version__}",
+                     "date": datetime.now(UTC).date().isoformat()},
+        "metrics": {"validation_pixel": val_metrics},
+        "versions": _versions(),
+    })
+    card_path = out / f"{recipe.name}.json"
+    card.write(card_path)
+    return card_path
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("eoleads", "torch", "segmentation-models-pytorch", "numpy")}
+
+
+def scene_zones(scene: SceneArrays) -> dict:
+    """The context zones of a cached scene as the pipeline hands them to a detector."""
+    return {z: scene.zones[j].astype(bool) for j, z in enumerate(CONTEXT_ZONES)}
+
+
+def scene_probabilities(detector, scene: SceneArrays) -> np.ndarray:
+    """Whole-scene probabilities, tiled as in a pipeline run."""
+    probs, _ = predict_arrays(scene.before, scene.after, scene.valid, scene_zones(scene), detector, 256, 32, 8)
+    return probs
+
+
+def calibrate(detector, scenes: list[SceneArrays], progress: bool = True
+              ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per-category thresholds that maximise pixel F1 on validation scenes, and the F1/IoU they give."""
+    from tqdm import tqdm
+
+    grid = np.round(np.arange(0.2, 0.91, 0.05), 2)
+    counts = np.zeros((len(CATEGORY_IDS), len(grid), 3))  # tp, fp, fn
+    for scene in tqdm(scenes, desc="calibrating thresholds", disable=not progress):
+        probs = scene_probabilities(detector, scene)
+        best = probs.argmax(axis=0)
+        top = probs.max(axis=0)
+        for i in range(len(CATEGORY_IDS)):
+            truth = scene.labels == i + 1
+            mine = best == i
+            for j, t in enumerate(grid):
+                pred = mine & (top >= t)
+                counts[i, j] += (np.sum(pred & truth), np.sum(pred & ~truth), np.sum(~pred & truth))
+    thresholds, metrics = {}, {}
+    for i, cat in enumerate(CATEGORY_IDS):
+        tp, fp, fn = counts[i].T
+        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        j = int(np.argmax(f1))
+        thresholds[cat] = float(grid[j])
+        metrics[cat] = {"f1": round(float(f1[j]), 3), "iou": round(float(tp[j] / max(tp[j] + fp[j] + fn[j], 1)), 3)}
+    return thresholds, metrics
