@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+from scipy.special import expit
 
 from detectors.bands import REFLECTANCE_BANDS, indices
 from detectors.categories import CATEGORY_IDS, Zone
@@ -24,13 +25,13 @@ PRECEDENCE: tuple[str, ...] = ("lake", "river", "wetland", "black_soil", "forest
 
 
 def above(x: np.ndarray, t: float, s: float) -> np.ndarray:
-    """Soft x > t."""
-    return 1.0 / (1.0 + np.exp(-(x - t) / s))
+    """Soft x > t (the logistic function, without overflow far from t)."""
+    return expit((x - t) / s)
 
 
 def below(x: np.ndarray, t: float, s: float) -> np.ndarray:
     """Soft x < t."""
-    return 1.0 / (1.0 + np.exp(-(t - x) / s))
+    return expit((t - x) / s)
 
 
 def all_of(*conditions: np.ndarray | float) -> np.ndarray:

@@ -13,8 +13,9 @@ from pipeline.config import load_config
 from pipeline.errors import InputError
 from pipeline.run import run
 
-# Set from what the baseline achieves on the demo scene (seed 7; docs/categories.md has the
-# figures for five seeds): they catch a regression without demanding more than it can do.
+# The demo runs the shipped model. These floors catch a regression without demanding more than
+# the spectral baseline does over five seeds (docs/categories.md); the test against the baseline
+# below asks the model to do at least as well as the baseline on this scene.
 MIN_RECALL_ALL, MIN_PRECISION_ALL = 0.85, 0.85
 MIN_RECALL_CATEGORY = 0.6
 
@@ -49,11 +50,35 @@ def test_leads_carry_the_evidence_an_investigator_needs(demo_run):
     assert set(leads.before_dates.str[:4]) == {"2024"} and set(leads.after_dates.str[:4]) == {"2025"}
 
 
-def test_baseline_finds_the_planted_violations(scores):
+def test_the_model_finds_the_planted_violations(scores):
     assert scores.loc["all", "recall"] >= MIN_RECALL_ALL
     assert scores.loc["all", "precision"] >= MIN_PRECISION_ALL
     for cat in CATEGORY_IDS:
         assert scores.loc[cat, "recall"] >= MIN_RECALL_CATEGORY, cat
+
+
+def test_the_model_does_at_least_as_well_as_the_baseline(demo_run, scores, tmp_path):
+    import yaml
+
+    cfg = yaml.safe_load((demo_run / "demo.yaml").read_text(encoding="utf-8"))
+    cfg["detection"] = {"detector": "baseline"}
+    cfg["output"] = str(tmp_path / "baseline")
+    cfg["source"]["folder"] = str(demo_run / "inputs")  # the same simulated scene, not a new one
+    cfg["permits"][0]["path"] = str(demo_run / "inputs" / "permits.gpkg")
+    cfg["zones"][0]["path"] = str(demo_run / "inputs" / "zones.gpkg")
+    path = tmp_path / "baseline.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    result = run(load_config(path), path, progress=False)
+    base = score_leads(result.leads, gpd.read_file(demo_run / "inputs" / "truth.gpkg", layer="changes"))
+    base = base.set_index("category")
+
+    def f1(table):
+        p, r = table.loc["all", "precision"], table.loc["all", "recall"]
+        return 2 * p * r / (p + r)
+
+    assert f1(scores) >= f1(base)
+    for cat in CATEGORY_IDS:
+        assert scores.loc[cat, "found"] >= base.loc[cat, "found"], cat
 
 
 def test_permitted_changes_are_not_leads(scores):

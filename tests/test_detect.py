@@ -37,7 +37,7 @@ def test_detect_finds_the_planted_changes_of_the_demo_pair(demo_run: Path, tmp_p
 
 def test_detect_reads_bands_by_index_when_files_do_not_name_them(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    veg = np.array([0.03, 0.06, 0.04, 0.35, 0.18, 0.09])[:, None, None] * rng.uniform(0.95, 1.05, (6, 64, 64))
+    veg = np.array([0.04, 0.07, 0.06, 0.25, 0.20, 0.11])[:, None, None] * rng.uniform(0.95, 1.05, (6, 64, 64))
     after = veg.copy()
     after[:, 20:40, 20:45] = np.array([0.2, 0.24, 0.28, 0.32, 0.38, 0.34])[:, None, None]
     names = tuple(str(i) for i in range(1, 7))
