@@ -34,6 +34,11 @@ def resolve_card(name_or_path: str) -> Path:
     return card
 
 
+def weights_hash(detector: str) -> str:
+    """The sha256 a named detector's weights must have ("" for the weightless baseline)."""
+    return "" if detector == "baseline" else ModelCard.read(resolve_card(detector)).weights_sha256
+
+
 def load_network(card_path: Path, device: str = "cpu"):  # -> (ModelCard, torch.nn.Module)
     """The card and its network with verified weights, in eval mode on `device`."""
     import torch

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from detectors.categories import CATEGORY_IDS, PermitType, Zone
-from detectors.learned import DEFAULT_MODEL
+from detectors.learned import DEFAULT_MODEL, weights_hash
 from pipeline.errors import ConfigError
 
 CategoryId = Literal[CATEGORY_IDS]  # type: ignore[valid-type]
@@ -212,11 +212,7 @@ class RunConfig(_Strict):
         text = json.dumps(self.model_dump(mode="json", include=self.CELL_FIELDS), sort_keys=True)
         if self._base is not None:
             text = text.replace(json.dumps(str(self._base) + os.sep)[1:-1], "<config folder>/")
-        if self.detection.detector != "baseline":  # retrained weights under the same name change the cells
-            from detectors.learned import resolve_card
-            from detectors.model_card import ModelCard
-
-            text += ModelCard.read(resolve_card(self.detection.detector)).weights_sha256
+        text += weights_hash(self.detection.detector)  # retrained weights under the same name change the cells
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

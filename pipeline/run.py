@@ -16,6 +16,7 @@ from tqdm import tqdm
 from detectors import load_detector
 from detectors.categories import CATEGORY_IDS
 from detectors.interface import Detector
+from detectors.learned import weights_hash
 from pipeline.aoi import read_aoi
 from pipeline.config import RunConfig
 from pipeline.evidence import overview_map, write_evidence
@@ -201,6 +202,7 @@ def _run_table(config: RunConfig, config_path: Path | None, counts: dict, notes:
     rows = [("name", config.name), ("fingerprint", config.fingerprint()),
             ("config_file", str(config_path or "")), ("config", config.model_dump_json()),
             ("versions", json.dumps(versions())), ("detector", config.detection.detector),
+            ("detector_weights_sha256", weights_hash(config.detection.detector)),
             ("inputs", json.dumps([str(p) for p in [*config.aoi, *(p.path for p in config.permits),
                                                     *(z.path for z in config.zones)]], ensure_ascii=False)),
             *((f"count_{k}", str(v)) for k, v in counts.items()),

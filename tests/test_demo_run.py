@@ -9,6 +9,7 @@ import pytest
 
 from detectors.categories import CATEGORY_IDS
 from detectors.evaluation import score_leads
+from detectors.learned import DEFAULT_MODEL, WEIGHTS_DIR
 from pipeline.config import load_config
 from pipeline.errors import InputError
 from pipeline.run import run
@@ -102,6 +103,8 @@ def test_run_table_records_config_versions_counts_and_notes(demo_run):
     table = dict(pyogrio.read_dataframe(demo_run / "leads.gpkg", layer="run")[["key", "value"]].values)
     assert json.loads(table["config"])["name"] == "demo-hulun-lake-shore"
     assert "rasterio" in json.loads(table["versions"])
+    card = json.loads((WEIGHTS_DIR / f"{DEFAULT_MODEL}.json").read_text(encoding="utf-8"))
+    assert table["detector"] == DEFAULT_MODEL and table["detector_weights_sha256"] == card["weights_sha256"]
     assert int(table["count_leads"]) == len(gpd.read_file(demo_run / "leads.gpkg", layer="leads"))
     notes = [v for k, v in table.items() if k.startswith("note_")]
     assert any("repaired 1 invalid geometry" in n for n in notes)

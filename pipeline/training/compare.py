@@ -42,14 +42,12 @@ def compare(data: Path, real_pairs: Path | None, steps: int, out: Path) -> list[
     rows = []
     for name, arch in CANDIDATES.items():
         recipe = replace(TrainingRecipe(), name=f"candidate-{name}", steps=steps, **arch)
-        t = time.perf_counter()
         card_path = train(recipe, data, real_pairs, out=out)
-        seconds = time.perf_counter() - t
         card = ModelCard.read(card_path)
         f1 = {c: m["f1"] for c, m in card.metrics["validation_pixel"].items()}
         rows.append({"candidate": name, "params_M": round(_params(card_path) / 1e6, 2),
                      "weights_MB": round(card.weights_path(card_path).stat().st_size / 1e6, 1),
-                     "train_minutes": round(seconds / 60, 1), "cpu_ms_per_tile": round(time_forward(card_path), 1),
+                     "cpu_ms_per_tile": round(time_forward(card_path), 1),
                      "val_pixel_f1_mean": round(float(np.mean(list(f1.values()))), 3),
                      **{f"f1_{c}": v for c, v in f1.items()}})
     return rows
