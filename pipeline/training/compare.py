@@ -37,12 +37,15 @@ def time_forward(card_path: Path, device: str = "cpu", batch: int = 8, tile: int
     return 1000 * statistics.median(times) / batch
 
 
-def compare(data: Path, real_pairs: Path | None, steps: int, out: Path) -> list[dict]:
-    """Train every candidate for `steps` and return one row of measurements per candidate."""
-    rows = []
+def compare(data: Path, real_pairs: Path | None, steps: int, out: Path, retrain: bool = True) -> list[dict]:
+    """Train every candidate for `steps` (or reuse the candidates in `out`) and return one row of
+    measurements per candidate; the CPU timings are taken after all training, on a quiet machine."""
+    cards = []
     for name, arch in CANDIDATES.items():
         recipe = replace(TrainingRecipe(), name=f"candidate-{name}", steps=steps, **arch)
-        card_path = train(recipe, data, real_pairs, out=out)
+        cards.append((name, train(recipe, data, real_pairs, out=out) if retrain else out / f"{recipe.name}.json"))
+    rows = []
+    for name, card_path in cards:
         card = ModelCard.read(card_path)
         f1 = {c: m["f1"] for c, m in card.metrics["validation_pixel"].items()}
         rows.append({"candidate": name, "params_M": round(_params(card_path) / 1e6, 2),
@@ -75,8 +78,9 @@ def main() -> None:
     parser.add_argument("--real-pairs", type=Path)
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--out", type=Path, default=Path("docs/models.md"))
+    parser.add_argument("--timings-only", action="store_true", help="reuse trained candidates, measure again")
     args = parser.parse_args()
-    rows = compare(args.data, args.real_pairs, args.steps, args.data / "candidates")
+    rows = compare(args.data, args.real_pairs, args.steps, args.data / "candidates", retrain=not args.timings_only)
     table = markdown_table(rows)
     section = (f"{BEGIN}\nMeasured {datetime.now(UTC).date().isoformat()} on {machine()}: each candidate trained "
                f"{args.steps} steps on the same scenes and chips, thresholds calibrated and pixel F1 measured on the "
