@@ -182,7 +182,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_held_out(args: argparse.Namespace) -> int:
-    from pipeline.heldout import DEMO_SEEDS, evaluate_held_out, flagged_on_real_pairs, write_json
+    from pipeline.heldout import DEMO_SEEDS, evaluate_held_out, flagged_on_real_pairs, implanted_recall, write_json
     from pipeline.training.train import HELD_OUT_PAIRS
 
     out = Path(args.out)
@@ -200,23 +200,27 @@ def _evaluate_held_out(args: argparse.Namespace) -> int:
         write_json(demo, out / "demo_scenes.json")
         print()
         print(demo[shown].to_string(index=False))
-    real = None
+    real = implants = None
     if args.real_pairs:
         real = flagged_on_real_pairs(detectors, Path(args.real_pairs), out / "real_pairs", HELD_OUT_PAIRS,
                                      progress=not args.quiet)
         write_json(real, out / "real_pairs.json")
+        implants = implanted_recall(detectors, Path(args.real_pairs), out / "implants", HELD_OUT_PAIRS)
+        write_json(implants, out / "implants.json")
         print()
         print(real.to_string(index=False))
+        print()
+        print(implants.to_string(index=False))
     print(f"\ntables written to {out}")
     if args.write_docs:
         from detectors.learned import resolve_card
         from pipeline.bench import write_section
         from pipeline.heldout import BEGIN, END, record_in_card, report
 
-        write_section(Path("docs/models.md"), report(table, demo, real, len(seeds)), BEGIN, END)
+        write_section(Path("docs/models.md"), report(table, demo, real, implants, len(seeds)), BEGIN, END)
         for det in detectors:
             if det != "baseline":
-                record_in_card(resolve_card(det), table, real, det)
+                record_in_card(resolve_card(det), table, real, implants, det)
         print("docs/models.md and the model cards updated")
     return 0
 

@@ -46,16 +46,16 @@ def _start_masks(before: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def implant(before: np.ndarray, after: np.ndarray, rng: np.random.Generator, count: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Up to `count` changes implanted into the after chip (bands, H, W).
+def implant(before: np.ndarray, after: np.ndarray, rng: np.random.Generator, count: int,
+            categories: tuple[str, ...] = CATEGORY_IDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Up to `count` changes of `categories` implanted into the after chip (bands, H, W).
 
     Returns the new after chip, labels (H, W; 0 background, 1 + category index) and zone
     channels (len(CONTEXT_ZONES), H, W) with UNKNOWN_ZONE wherever no zone was given.
     """
     _, h, w = after.shape
     grid = Grid(crs="", transform=Affine(_RES, 0, 0, 0, -_RES, 0), height=h, width=w)
-    starts = {c: m for c, m in _start_masks(before).items() if m.sum() > 30}
+    starts = {c: m for c, m in _start_masks(before).items() if m.sum() > 30 and c in categories}
     out = after.copy()
     labels = np.zeros((h, w), dtype=np.uint8)
     zones = np.full((len(CONTEXT_ZONES), h, w), UNKNOWN_ZONE, dtype=np.float32)
