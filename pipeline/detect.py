@@ -11,19 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import rasterio
 
 from detectors import load_detector
 from detectors.categories import CATEGORY_IDS
 from pipeline.atomic import atomic_path
 from pipeline.config import ZoneLayer
-from pipeline.inference import predict_arrays
+from pipeline.inference import PROBABILITY_NODATA, PROBABILITY_SCALE, predict_arrays, probabilities_as_uint8
 from pipeline.pair import read_pair
 from pipeline.vectorize import decide, merge_across_cells, polygons_from_labels
 from pipeline.zones import load_zones
-
-PROBABILITY_SCALE = 250.0
 
 
 @dataclass
@@ -34,6 +31,7 @@ class DetectResult:
     changes: Path
     polygons: gpd.GeoDataFrame
     notes: list[str]
+    seen_m2: float  # ground seen on both dates, the denominator of any rate per area
 
 
 def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers: list[ZoneLayer] | None = None,
@@ -53,14 +51,14 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
     written = []
     grid = pair.grid
     profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", crs=grid.crs,
-                   transform=grid.transform, nodata=255, compress="deflate", tiled=True, blockxsize=256,
+                   transform=grid.transform, nodata=PROBABILITY_NODATA, compress="deflate", tiled=True, blockxsize=256,
                    blockysize=256)
     for i, cat in enumerate(detector.categories):
         if cat not in active:
             continue
         path = out / f"probability_{cat}.tif"
         with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(np.where(valid, np.round(probs[i] * PROBABILITY_SCALE), 255).astype("uint8"), 1)
+            dst.write(probabilities_as_uint8(probs[i], valid), 1)
             dst.set_band_description(1, cat)
             dst.update_tags(SCALE=str(1 / PROBABILITY_SCALE), DETECTOR=detector.name, BEFORE=str(before),
                             AFTER=str(after))
@@ -74,4 +72,5 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
     changes = out / "changes.gpkg"
     with atomic_path(changes) as tmp:
         polys.to_file(tmp, layer="changes", driver="GPKG", engine="pyogrio")
-    return DetectResult(written, changes, polys, zones.notes)
+    seen_m2 = float(valid.sum()) * abs(grid.transform.a * grid.transform.e)
+    return DetectResult(written, changes, polys, zones.notes, seen_m2)

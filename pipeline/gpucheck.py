@@ -29,8 +29,8 @@ def demo_tiles(folder: Path, n: int, tile: int = 256) -> tuple[np.ndarray, np.nd
     import rasterio
 
     from pipeline.aoi import read_aoi
-    from pipeline.config import Window
-    from pipeline.demo import DEMO_AOI, DEMO_SEED
+    from pipeline.config import Windows
+    from pipeline.demo import DEMO_AOI, DEMO_SEED, demo_config
     from pipeline.scene import ReadGrid
     from pipeline.sources.local import LocalGeoTiffSource
     from pipeline.sources.simulated import ensure_simulation
@@ -40,8 +40,9 @@ def demo_tiles(folder: Path, n: int, tile: int = 256) -> tuple[np.ndarray, np.nd
     with rasterio.open(files[0]) as src:
         grid = ReadGrid(src.crs.to_string(), src.transform, src.width, src.height)
     source = LocalGeoTiffSource([str(f) for f in files])
-    before = source.composite(grid, Window(start="2024-06-01", end="2024-09-30"))
-    after = source.composite(grid, Window(start="2025-06-01", end="2025-09-30"))
+    windows = Windows.model_validate(demo_config()["windows"])  # the demo run's own windows
+    before = source.composite(grid, windows.baseline)
+    after = source.composite(grid, windows.monitoring)
     rows = np.arange(n) * 97 % (grid.height - tile)
     cols = np.arange(n) * 211 % (grid.width - tile)
     pick = [(slice(None), slice(r, r + tile), slice(c, c + tile)) for r, c in zip(rows, cols, strict=True)]

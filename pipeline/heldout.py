@@ -62,8 +62,7 @@ def _pixel_counts(run_dir: Path, inputs: Path) -> pd.DataFrame:
     detections = detections.to_crs(grid.crs) if len(detections) else detections
     rows = []
     for cat in CATEGORY_IDS:
-        pred = grid.mask(list(detections.geometry[detections.category == cat])) if len(detections) else \
-            np.zeros((grid.height, grid.width), bool)
+        pred = grid.mask(list(detections.geometry[detections.category == cat]))
         true = grid.mask(list(truth.geometry[truth.category == cat]))
         rows.append({"category": cat, "tp_px": int((pred & true).sum()), "fp_px": int((pred & ~true).sum()),
                      "fn_px": int((~pred & true).sum())})
@@ -115,8 +114,7 @@ def flagged_on_real_pairs(detectors: list[str], pairs: Path, out: Path, held_out
     for d in tqdm(folders, desc="real pairs", unit="pair", disable=not progress):
         for det in detectors:
             result = detect(d / "before.tif", d / "after.tif", out / d.name / det, det, radiometry="L1C")
-            with rasterio.open(result.probabilities[0]) as src:
-                seen_km2 = float((src.read(1) != 255).sum()) * abs(src.transform.a * src.transform.e) / 1e6
+            seen_km2 = result.seen_m2 / 1e6
             area = result.polygons.area_m2.sum() / 1e6 if len(result.polygons) else 0.0
             rows.append({"pair": d.name, "detector": det, "held_out": d.name in held_out,
                          "km2": round(seen_km2, 1), "flagged_km2_per_100km2": round(100 * area / seen_km2, 2),
@@ -235,22 +233,19 @@ def implanted_recall(detectors: list[str], pairs: Path, out: Path, names: tuple[
             for i, d in enumerate(descriptions, start=1):
                 dst.set_band_description(i, d or "")
         objects, n = ndimage.label(labels > 0)
-        sizes = np.bincount(objects.ravel(), minlength=n + 1) * abs(pair.grid.transform.a * pair.grid.transform.e)
+        pixel_m2 = abs(pair.grid.transform.a * pair.grid.transform.e)
+        sizes = np.bincount(objects.ravel(), minlength=n + 1) * pixel_m2
         cats = [CATEGORY_IDS[int(np.bincount(labels[objects == k]).argmax()) - 1] if k else "" for k in range(n + 1)]
         judged = [k for k in range(1, n + 1) if sizes[k] >= get_category(cats[k]).min_area_m2]  # above the unit
-        seen_km2 = float(pair.valid.sum()) * abs(pair.grid.transform.a * pair.grid.transform.e) / 1e6
+        near_implants = ndimage.binary_dilation(labels > 0, iterations=2)
         for det in detectors:
             result = detect(folder / "before.tif", implanted, work / det, det, radiometry="L1C")
             polys = result.polygons
-            found = 0
-            for k in judged:
-                mine = polys[polys.category == cats[k]]
-                if len(mine):
-                    found += int(pair.grid.mask(list(mine.geometry))[objects == k].any())
-            flagged = pair.grid.mask(list(polys.geometry)) if len(polys) else np.zeros(labels.shape, bool)
-            outside = flagged & ~ndimage.binary_dilation(labels > 0, iterations=2)
+            flagged = {c: pair.grid.mask(list(polys.geometry[polys.category == c])) for c in set(cats[1:])}
+            found = sum(int(flagged[cats[k]][objects == k].any()) for k in judged)
+            outside = pair.grid.mask(list(polys.geometry)) & ~near_implants
             rows.append({"pair": name, "detector": det, "implanted": len(judged), "found": found,
                          "recall": round(found / len(judged), 2) if judged else float("nan"),
-                         "flagged_outside_km2_per_100km2": round(100 * float(outside.sum()) * abs(
-                             pair.grid.transform.a * pair.grid.transform.e) / 1e6 / seen_km2, 2)})
+                         "flagged_outside_km2_per_100km2": round(100 * float(outside.sum()) * pixel_m2
+                                                                 / result.seen_m2, 2)})
     return pd.DataFrame(rows)

@@ -12,6 +12,15 @@ from pipeline.errors import InputError
 from pipeline.scene import Scene
 from pipeline.tiling import Tile, blend_weights, tile_grid
 
+#: Probabilities are stored as uint8 0..250 (value / 250); 255 marks pixels not seen on both dates.
+PROBABILITY_SCALE = 250
+PROBABILITY_NODATA = 255
+
+
+def probabilities_as_uint8(probs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Probabilities (..., rows, cols) in the stored uint8 encoding, unseen pixels as PROBABILITY_NODATA."""
+    return np.where(valid, np.round(probs * PROBABILITY_SCALE), PROBABILITY_NODATA).astype("uint8")
+
 
 @dataclass
 class InferenceStats:

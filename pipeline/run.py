@@ -22,7 +22,7 @@ from pipeline.config import RunConfig
 from pipeline.evidence import overview_map, write_evidence
 from pipeline.export import write_geopackage
 from pipeline.grid import Cell, make_cells
-from pipeline.inference import predict_scene
+from pipeline.inference import PROBABILITY_NODATA, PROBABILITY_SCALE, predict_scene, probabilities_as_uint8
 from pipeline.leads import make_leads
 from pipeline.mosaic import write_probability_mosaics
 from pipeline.permits import load_permits
@@ -33,8 +33,6 @@ from pipeline.scene import ReadGrid
 from pipeline.sources import ImagerySource, build_source, read_scene
 from pipeline.vectorize import decide, merge_across_cells, polygons_from_labels
 from pipeline.zones import Zones, load_zones
-
-PROBABILITY_SCALE = 250  # probabilities are stored as uint8 0..250; 255 = no data
 
 
 @dataclass
@@ -50,9 +48,9 @@ class RunResult:
 
 def _write_probabilities(path: Path, probs: np.ndarray, valid: np.ndarray, cell: Cell,
                          categories: tuple[str, ...]) -> None:
-    data = np.where(valid[None], np.round(probs * PROBABILITY_SCALE), 255).astype("uint8")
+    data = probabilities_as_uint8(probs, valid[None])
     profile = dict(driver="GTiff", width=cell.size_px, height=cell.size_px, count=len(categories), dtype="uint8",
-                   crs=cell.crs, transform=cell.transform(), nodata=255, compress="deflate", tiled=True,
+                   crs=cell.crs, transform=cell.transform(), nodata=PROBABILITY_NODATA, compress="deflate", tiled=True,
                    blockxsize=256, blockysize=256)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
