@@ -121,9 +121,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     layers = [ZoneLayer(path=Path(args.zones), column=args.zone_column)] if args.zones else []
     result = detect(Path(args.before), Path(args.after), Path(args.out), args.detector, layers, args.radiometry,
                     args.bands, args.device)
-    counts = result.polygons.category.value_counts() if len(result.polygons) else {}
     print(f"{len(result.polygons)} changes written to {result.changes}")
-    for cat, n in dict(counts).items():
+    for cat, n in result.polygons.category.value_counts().items():
         print(f"  {cat}: {n}")
     print(f"probabilities: {', '.join(p.name for p in result.probabilities)} in {Path(args.out)}")
     for note in result.notes:
@@ -183,12 +182,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_held_out(args: argparse.Namespace) -> int:
     from pipeline.heldout import DEMO_SEEDS, evaluate_held_out, flagged_on_real_pairs, implanted_recall, write_json
+    from pipeline.training.scenes import HELD_OUT_SEEDS
     from pipeline.training.train import HELD_OUT_PAIRS
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     detectors = [d.strip() for d in args.detectors.split(",")]
-    seeds = tuple(range(3000, 3000 + args.scenes))
+    seeds = tuple(range(HELD_OUT_SEEDS[0], HELD_OUT_SEEDS[0] + args.scenes))
     table = evaluate_held_out(detectors, out / "scenes", seeds, progress=not args.quiet)
     write_json(table, out / "held_out.json")
     shown = ["detector", "category", "expected", "found", "leads", "recall", "precision", "object_f1",

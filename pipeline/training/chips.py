@@ -8,6 +8,7 @@ make the model indifferent to orientation, calibration and which zones a user ha
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,12 @@ class ChipSampler:
                 for rows, cols in ndimage.find_objects(comps):
                     self.objects[k].append((s, (rows.start + rows.stop) // 2, (cols.start + cols.stop) // 2))
         self.categories_present = [k for k, v in self.objects.items() if v]
+
+    def with_rng(self, rng: np.random.Generator) -> ChipSampler:
+        """The same scenes, pairs and object index, drawing with another generator."""
+        other = copy.copy(self)
+        other.rng = rng
+        return other
 
     def _window(self, shape: tuple[int, int], r: int, c: int, jitter: bool) -> tuple[int, int]:
         half = self.size // 2

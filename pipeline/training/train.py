@@ -18,7 +18,7 @@ import numpy as np
 
 from detectors.bands import REFLECTANCE_BANDS
 from detectors.categories import CATEGORY_IDS
-from detectors.features import CONTEXT_ZONES, FEATURE_NAMES, SPECTRAL_CHANNELS
+from detectors.features import CONTEXT_ZONES, FEATURE_NAMES, SPECTRAL_CHANNELS, standardise
 from detectors.learned import DEFAULT_MODEL, WEIGHTS_DIR, SegmentationDetector, pick_device
 from detectors.model_card import Architecture, ModelCard, sha256_of
 from pipeline.atomic import atomic_path
@@ -129,19 +129,15 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
 
     torch.manual_seed(recipe.seed)
     sampler = ChipSampler(scenes, pairs, recipe.chip_size, np.random.default_rng(recipe.seed), recipe.real_fraction)
-    stats = normalisation(ChipSampler(scenes, pairs, recipe.chip_size, np.random.default_rng(recipe.seed + 1),
-                                      recipe.real_fraction))
-    mean = torch.zeros(1, len(FEATURE_NAMES), 1, 1)
-    std = torch.ones(1, len(FEATURE_NAMES), 1, 1)
-    mean[0, :SPECTRAL_CHANNELS, 0, 0] = torch.tensor(stats["mean"])
-    std[0, :SPECTRAL_CHANNELS, 0, 0] = torch.tensor(stats["std"])
+    stats = normalisation(sampler.with_rng(np.random.default_rng(recipe.seed + 1)))
+    mean = np.asarray(stats["mean"], dtype=np.float32)
+    std = np.asarray(stats["std"], dtype=np.float32)
 
     device = pick_device(device)
     cuda = device.startswith("cuda")
     net = recipe.architecture().build().to(device)
     if cuda:
         net = net.to(memory_format=torch.channels_last)
-    mean, std = mean.to(device), std.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.learning_rate, total_steps=recipe.steps,
                                                 pct_start=0.1)
@@ -169,7 +165,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
     bar = tqdm(total=recipe.steps, initial=step, desc=f"training {recipe.name}", unit="step", disable=not progress)
     while step < min(recipe.steps, recipe.stop_after or recipe.steps):
         x, y = sampler.batch(recipe.batch_size)
-        xt = (torch.from_numpy(x).to(device) - mean) / std
+        xt = torch.from_numpy(standardise(x, mean, std)).to(device)  # as the detector does at run time
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             logits = net(xt.contiguous(memory_format=torch.channels_last) if cuda else xt)
         loss = _loss(logits.float(), torch.from_numpy(y).to(device), class_weights)
