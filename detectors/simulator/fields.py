@@ -71,3 +71,7 @@ def compound(center: tuple[float, float], area_m2: float, rng: np.random.Generat
     factor = np.sqrt(area_m2 / poly.area)
     poly = affinity.scale(poly, factor, factor, origin=(0, 0))
     return affinity.translate(poly, *center)
+
+
+#: Shape makers by the names the plans and SHAPE_CHOICES use.
+SHAPES = {"rect": rectangle, "blob": blob, "compound": compound}

@@ -18,7 +18,7 @@ from shapely.geometry import Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
 from detectors.categories import Zone, get_category
-from detectors.simulator.fields import blob, compound, rectangle
+from detectors.simulator.fields import SHAPES, blob, rectangle
 from detectors.simulator.landscape import Cover, Landscape
 from detectors.simulator.settings import SHAPE_CHOICES, SURFACE_CHOICES, SceneSettings
 
@@ -95,8 +95,6 @@ _PLANS: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
                       ("outside_boundary", "coal", "by_pit"), ("expired", "rock_pit", "open_steppe"))),
 }
 
-_SHAPES = {"rect": rectangle, "blob": blob, "compound": compound}
-
 # a change of a zoned category lies wholly inside its zone, as the category's definition asks
 _ZONE_OF = {"open_steppe": Zone.GRASSLAND, "forest": Zone.FOREST, "cropland": Zone.BLACK_SOIL, "river": Zone.RIVER,
             "lake_shore": Zone.LAKE, "wetland": Zone.WETLAND, "by_pit": Zone.GRASSLAND}
@@ -171,14 +169,14 @@ def plan_changes(land: Landscape, rng: np.random.Generator, timeline: Timeline =
     for category, (shape, plan) in _PLANS.items():
         if not all(masks[where].any() for _, _, where in plan):
             continue  # the landscape has no such place (no lake shore far from the lake)
-        make = rectangle if shape == "rect" else blob
+        make = SHAPES[shape]
         for k, (scenario, surface, where) in enumerate(plan):
             area = float(rng.uniform(*settings.change_size) * max(get_category(category).min_area_m2, 5000))
             if scenario in ("partly_covered", "outside_boundary"):
                 area *= 3.0  # what the permit leaves uncovered must still exceed the mapping unit
             if settings.varied_surfaces:
                 surface = str(rng.choice(SURFACE_CHOICES[category]))
-                make = _SHAPES[str(rng.choice(SHAPE_CHOICES[category]))]
+                make = SHAPES[str(rng.choice(SHAPE_CHOICES[category]))]
             geom = place(where, make, area)
             lead, reason = SCENARIOS[scenario]
             cid = f"{get_category(category).code}{k + 1:02d}"

@@ -18,7 +18,7 @@ from scipy import ndimage
 from detectors.bands import indices
 from detectors.categories import CATEGORY_IDS, get_category
 from detectors.features import CONTEXT_ZONES, UNKNOWN_ZONE
-from detectors.simulator.fields import blob, compound, rectangle
+from detectors.simulator.fields import SHAPES
 from detectors.simulator.landscape import Grid
 from detectors.simulator.render import coverage, surface_spectrum, toa_reflectance
 from detectors.simulator.settings import SHAPE_CHOICES, SURFACE_CHOICES
@@ -71,7 +71,7 @@ def implant(before: np.ndarray, after: np.ndarray, rng: np.random.Generator, cou
             continue
         i = rng.integers(rows.size)
         area = float(rng.uniform(0.3, 3.0) * max(get_category(cat).min_area_m2, 5000))
-        shape = {"rect": rectangle, "blob": blob, "compound": compound}[str(rng.choice(SHAPE_CHOICES[cat]))]
+        shape = SHAPES[str(rng.choice(SHAPE_CHOICES[cat]))]
         geom = shape(grid.xy(rows[i], cols[i]), area, rng)
         frac = coverage(grid, geom)
         surface = str(rng.choice(SURFACE_CHOICES[cat]))
