@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The project needs torch>=2.4; locally we pin the build that installs from this network's mirror.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint bench venv clean train compare-models evaluate gpu-check
+.PHONY: demo test test-fast lint bench venv clean train compare-models evaluate gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,11 @@ lint: venv
 test: lint
 	$(PY) -m pytest -q
 
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow"
+
 bench: venv
-	$(PY) -m pipeline.bench --out docs/benchmarks.md
+	$(PY) -m pipeline.evaluation.bench --out docs/benchmarks.md
 
 # Optional: a folder of real Sentinel-2 pairs (<name>/before.tif, after.tif) to implant changes into
 # and to measure false alarms on; the shipped model was trained with one (see docs/models.md).
@@ -37,13 +40,13 @@ train: venv
 	$(VENV)/bin/eoleads train $(REAL_ARG)
 
 compare-models: venv
-	$(PY) -m pipeline.training.compare $(REAL_ARG)
+	$(PY) -m pipeline.evaluation.compare $(REAL_ARG)
 
 evaluate: venv
 	$(VENV)/bin/eoleads evaluate --held-out --demo-seeds --write-docs $(REAL_ARG)
 
 gpu-check: venv
-	$(PY) -m pipeline.gpucheck --out docs/benchmarks.md
+	$(PY) -m pipeline.evaluation.gpucheck --out docs/benchmarks.md
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

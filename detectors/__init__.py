@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from detectors.interface import Detector
 
+#: The model a run uses unless its configuration names another.
+DEFAULT_MODEL = "eoleads-s2-unet"
+
+
+def weights_hash(name: str) -> str:
+    """The sha256 a named detector's weights must have ("" for the weightless baseline)."""
+    if name == "baseline":
+        return ""
+    from detectors.learned import resolve_card
+    from detectors.model_card import ModelCard
+
+    return ModelCard.read(resolve_card(name)).weights_sha256
+
 
 def load_detector(name: str, active: list[str] | None = None, device: str = "auto") -> Detector:
     """The detector a run configuration names ("baseline", a model in weights/, or a model card path),

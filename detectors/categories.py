@@ -61,6 +61,8 @@ class Category:
     #: so the category can run without a zone layer; True where only a map can say (a river
     #: corridor, black-soil cropland, steppe rather than cropland, the lake's protection zone).
     needs_zone_layer: bool = False
+    #: RGB of the category on maps, in QGIS styles and in evidence images.
+    colour: tuple[int, int, int] = (127, 127, 127)
 
     @property
     def label(self) -> str:
@@ -72,42 +74,50 @@ CATEGORIES: tuple[Category, ...] = (
         "temporary_land", "TL", "Unreclaimed temporary land", "临时用地未复垦",
         Zone.EVERYWHERE, 2000.0, (PermitType.TEMPORARY_LAND,), TimeRule.ONGOING,
         "vegetation to bright bare soil or gravel that persists in the later window",
+        colour=(31, 119, 180),
     ),
     Category(
         "forest", "FO", "Forest encroachment", "林地侵占",
         Zone.FOREST, 3000.0, (PermitType.FOREST_USE,), TimeRule.EVENT,
         "NDVI and NBR drop while SWIR rises; dark burn scars are not clearing",
+        colour=(255, 127, 14),
     ),
     Category(
         "black_soil", "BS", "Black soil damage", "破坏黑土地",
         Zone.BLACK_SOIL, 2000.0, (PermitType.CONSTRUCTION,), TimeRule.EVENT,
         "dark Mollisol or crop becomes bright subsoil, fill or a water-filled pit", needs_zone_layer=True,
+        colour=(44, 160, 44),
     ),
     Category(
         "river", "RV", "River channel disturbance", "河道",
         Zone.RIVER, 1500.0, (PermitType.SAND_MINING,), TimeRule.ONGOING,
         "water or vegetated bars become bright bare sediment or spoil", needs_zone_layer=True,
+        colour=(214, 39, 40),
     ),
     Category(
         "grassland", "GR", "Grassland destruction", "草原破坏",
         Zone.GRASSLAND, 3000.0, (PermitType.GRASSLAND_USE,), TimeRule.EVENT,
         "steppe (NDVI 0.3-0.6) to ploughed or dug bare soil; uniform drought browning is not",
         needs_zone_layer=True,
+        colour=(148, 103, 189),
     ),
     Category(
         "lake", "LK", "Hulun Lake protection zone", "呼伦湖保护",
         Zone.LAKE, 1500.0, (PermitType.CONSTRUCTION,), TimeRule.EVENT,
         "new bright fill or construction at the shore; natural level change is not", needs_zone_layer=True,
+        colour=(140, 86, 75),
     ),
     Category(
         "wetland", "WL", "Wetland damage", "湿地",
         Zone.WETLAND, 2000.0, (PermitType.WETLAND_USE,), TimeRule.EVENT,
         "wet water-vegetation mix becomes dry bare soil or fill",
+        colour=(227, 119, 194),
     ),
     Category(
         "mine", "MN", "Mining outside licence", "矿场",
         Zone.EVERYWHERE, 3000.0, (PermitType.MINING,), TimeRule.ONGOING,
         "very bright rock or very dark coal surfaces with NDVI near 0",
+        colour=(127, 127, 127),
     ),
 )
 

@@ -18,7 +18,6 @@ from detectors.model_card import ModelCard, ModelError, sha256_of
 from detectors.zones import restrict_to_zones
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_MODEL = "eoleads-s2-unet"
 
 
 def resolve_card(name_or_path: str) -> Path:
@@ -32,11 +31,6 @@ def resolve_card(name_or_path: str) -> Path:
         raise ModelError(f"no model {name_or_path!r} in {WEIGHTS_DIR}; available: "
                            f"{', '.join(['baseline', *shipped])}, or give a path to a model card (.json)")
     return card
-
-
-def weights_hash(detector: str) -> str:
-    """The sha256 a named detector's weights must have ("" for the weightless baseline)."""
-    return "" if detector == "baseline" else ModelCard.read(resolve_card(detector)).weights_sha256
 
 
 def load_network(card_path: Path, device: str = "cpu"):  # -> (ModelCard, torch.nn.Module)

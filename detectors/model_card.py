@@ -72,12 +72,9 @@ class ModelCard(BaseModel):
             raise ModelError(f"{path}: field '{field}': {first['msg']}; regenerate the card with "
                                "`eoleads train` or correct it") from None
 
-    def write(self, path: Path) -> None:
-        """Write the card atomically."""
-        tmp = Path(path).with_name(f".{Path(path).name}.partial")
-        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n",
-                       encoding="utf-8")
-        tmp.replace(path)
+    def to_json(self) -> str:
+        """The card as the indented JSON it is stored as."""
+        return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
 
     def weights_path(self, card_path: Path) -> Path:
         return Path(card_path).parent / self.weights_file

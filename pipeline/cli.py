@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from detectors.learned import DEFAULT_MODEL
+from detectors import DEFAULT_MODEL
 from detectors.model_card import ModelError
 from pipeline.demo import DEMO_SEED
 from pipeline.errors import EoleadsError
@@ -55,6 +54,9 @@ def _summary(result: RunResult) -> str:
     lines += ["", f"{c['leads']} leads from {c['detections']} detected changes in {c['cells']} cells "
               f"({c['cells_resumed']} resumed, {c['cells_skipped']} skipped)"]
     lines += [f"note: {n}" for n in result.notes]
+    if result.failed_cells:
+        lines += ["", f"ERROR: {len(result.failed_cells)} cell(s) failed and were not looked at; the leads above "
+                  f"do not cover them: {', '.join(result.failed_cells)}. Run the same command again to retry them."]
     return "\n".join(lines)
 
 
@@ -69,9 +71,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"shard {args.shard[0]}/{args.shard[1]}: {c['cells_processed']} cells processed, {c['cells_pending']} "
               f"of {c['cells']} still pending in other shards; the last shard to finish (or a run without --shard) "
               "merges the outputs")
-        return 0
+        if result.failed_cells:
+            print(f"ERROR: cell(s) failed: {', '.join(result.failed_cells)}; run again to retry them", file=sys.stderr)
+        return 1 if result.failed_cells else 0
     print(_summary(result))
-    return 0
+    return 1 if result.failed_cells else 0
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -92,13 +96,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     path = write_demo_config(Path(args.out), args.seed, args.detector)
     config = load_config(path)
     print(f"demo configuration: {path}")
-    print(_summary(run(config, path.resolve(), fresh=args.fresh, progress=not args.quiet)))
-    return 0
+    result = run(config, path.resolve(), fresh=args.fresh, progress=not args.quiet)
+    print(_summary(result))
+    return 1 if result.failed_cells else 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from pipeline.aoi import read_aoi
     from pipeline.demo import DEMO_AOI
+    from pipeline.inputs.aoi import read_aoi
     from pipeline.sources.simulated import ensure_simulation
 
     aoi = read_aoi([Path(args.aoi) if args.aoi else DEMO_AOI]).geometry
@@ -124,7 +129,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     print(f"{len(result.polygons)} changes written to {result.changes}")
     for cat, n in result.polygons.category.value_counts().items():
         print(f"  {cat}: {n}")
-    print(f"probabilities: {', '.join(p.name for p in result.probabilities)} in {Path(args.out)}")
+    print(f"probabilities: {result.probabilities} (one band per category)")
     for note in result.notes:
         print(f"note: {note}")
     return 0
@@ -152,76 +157,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pipeline.evaluation.evaluate import evaluate_detectors, score_run
+
     if args.held_out:
-        return _evaluate_held_out(args)
+        real = Path(args.real_pairs) if args.real_pairs else None
+        evaluate_detectors([d.strip() for d in args.detectors.split(",")], Path(args.out), args.scenes,
+                           args.demo_seeds, real, args.write_docs, progress=not args.quiet)
+        return 0
     if not args.run:
         from pipeline.errors import InputError
 
         raise InputError(None, None, "nothing to evaluate", "give a run folder or --held-out")
-    import geopandas as gpd
-
-    from detectors.evaluation import score_leads
-    from pipeline.errors import InputError
-
-    folder = Path(args.run)
-    leads, truth = folder / "leads.gpkg", folder / "inputs" / "truth.gpkg"
-    manifest = folder / "manifest.json"
-    if manifest.exists():  # the simulated scene lives where the run's configuration put it
-        source = json.loads(manifest.read_text(encoding="utf-8"))["config"]["source"]
-        recorded = Path(source.get("folder", "")) / "truth.gpkg"
-        if source.get("type") == "simulated" and recorded.exists():  # else the folder has moved: inputs/
-            truth = recorded
-    for path, what in ((leads, "no leads.gpkg: run the configuration first"),
-                       (truth, "no inputs/truth.gpkg: only runs on the simulated source have a ground truth")):
-        if not path.exists():
-            raise InputError(path, None, what, "give the run folder of a finished simulated run, e.g. runs/demo")
-    table = score_leads(gpd.read_file(leads, layer="leads"), gpd.read_file(truth, layer="changes"))
-    print(table.to_string(index=False))
-    return 0
-
-
-def _evaluate_held_out(args: argparse.Namespace) -> int:
-    from pipeline.heldout import DEMO_SEEDS, evaluate_held_out, flagged_on_real_pairs, implanted_recall, write_json
-    from pipeline.training.scenes import HELD_OUT_SEEDS
-    from pipeline.training.train import HELD_OUT_PAIRS
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    detectors = [d.strip() for d in args.detectors.split(",")]
-    seeds = tuple(range(HELD_OUT_SEEDS[0], HELD_OUT_SEEDS[0] + args.scenes))
-    table = evaluate_held_out(detectors, out / "scenes", seeds, progress=not args.quiet)
-    write_json(table, out / "held_out.json")
-    shown = ["detector", "category", "expected", "found", "leads", "recall", "precision", "object_f1",
-             "pixel_f1", "pixel_iou", "flagged_permitted"]
-    print(table[shown].to_string(index=False))
-    demo = None
-    if args.demo_seeds:
-        demo = evaluate_held_out(detectors, out / "demo_scenes", DEMO_SEEDS, not args.quiet, difficulty="demo")
-        write_json(demo, out / "demo_scenes.json")
-        print()
-        print(demo[shown].to_string(index=False))
-    real = implants = None
-    if args.real_pairs:
-        real = flagged_on_real_pairs(detectors, Path(args.real_pairs), out / "real_pairs", HELD_OUT_PAIRS,
-                                     progress=not args.quiet)
-        write_json(real, out / "real_pairs.json")
-        implants = implanted_recall(detectors, Path(args.real_pairs), out / "implants", HELD_OUT_PAIRS)
-        write_json(implants, out / "implants.json")
-        print()
-        print(real.to_string(index=False))
-        print()
-        print(implants.to_string(index=False))
-    print(f"\ntables written to {out}")
-    if args.write_docs:
-        from detectors.learned import resolve_card
-        from pipeline.bench import write_section
-        from pipeline.heldout import BEGIN, END, record_in_card, report
-
-        write_section(Path("docs/models.md"), report(table, demo, real, implants, len(seeds)), BEGIN, END)
-        for det in detectors:
-            if det != "baseline":
-                record_in_card(resolve_card(det), table, real, implants, det)
-        print("docs/models.md and the model cards updated")
+    print(score_run(Path(args.run)).to_string(index=False))
     return 0
 
 

@@ -12,14 +12,20 @@ import os
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from detectors import DEFAULT_MODEL
 from detectors.categories import CATEGORY_IDS, PermitType, Zone
-from detectors.learned import DEFAULT_MODEL, weights_hash
+from pipeline.detection.tiling import TILING, Tiling
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
+
+    from pipeline.sources.base import ImagerySource
 
 CategoryId = Literal[CATEGORY_IDS]  # type: ignore[valid-type]
 
@@ -28,14 +34,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Window(_Strict):
+class DateRange(_Strict):
     """A date range of acquisitions composited into one image."""
 
     start: date
     end: date
 
     @model_validator(mode="after")
-    def _ordered(self) -> Window:
+    def _ordered(self) -> DateRange:
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
@@ -44,8 +50,8 @@ class Window(_Strict):
 class Windows(_Strict):
     """Baseline (earlier) and monitoring (later) windows; best the same season of two years."""
 
-    baseline: Window
-    monitoring: Window
+    baseline: DateRange
+    monitoring: DateRange
 
     @model_validator(mode="after")
     def _baseline_first(self) -> Windows:
@@ -63,6 +69,12 @@ class LocalSource(_Strict):
     bands: dict[str, int] | None = Field(
         default=None, description="band name -> 1-based band index, where files lack descriptions")
 
+    def build(self, aoi_wgs84: BaseGeometry) -> ImagerySource:
+        """The runtime source this block describes."""
+        from pipeline.sources.local import LocalGeoTiffSource
+
+        return LocalGeoTiffSource(self.paths, self.radiometry, self.bands)
+
 
 class SimulatedSource(_Strict):
     """The built-in scene simulator: Sentinel-2 L2A-like files made on first use."""
@@ -72,6 +84,12 @@ class SimulatedSource(_Strict):
     folder: Path = Path("inputs")
     difficulty: Literal["demo", "held_out"] = Field(
         "demo", description="held_out: more cloud, stronger season shift, varied surfaces, changes near the unit")
+
+    def build(self, aoi_wgs84: BaseGeometry) -> ImagerySource:
+        """The runtime source: simulates the scene over the AOI on first use, then reads its files."""
+        from pipeline.sources.simulated import SimulatedSource as Simulator
+
+        return Simulator(self.folder, aoi_wgs84, self.seed, self.difficulty)
 
 
 Source = Annotated[LocalSource | SimulatedSource, Field(discriminator="type")]
@@ -129,11 +147,15 @@ class DetectionConfig(_Strict):
 
     detector: str = Field(DEFAULT_MODEL, description="'baseline', a model in weights/ (by name), "
                           "or a path to a model card (.json)")
-    tile_size: int = Field(256, ge=32, le=2048)
-    tile_overlap: int = Field(32, ge=0)
-    batch_size: int = Field(8, ge=1)
+    tile_size: int = Field(TILING.tile_size, ge=32, le=2048)
+    tile_overlap: int = Field(TILING.overlap, ge=0)
+    batch_size: int = Field(TILING.batch_size, ge=1)
     thresholds: dict[CategoryId, Annotated[float, Field(gt=0, lt=1)]] = Field(  # type: ignore[valid-type]
         default_factory=dict, description="decision threshold per category, overriding the detector's")
+
+    @property
+    def tiling(self) -> Tiling:
+        return Tiling(self.tile_size, self.tile_overlap, self.batch_size)
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> DetectionConfig:
@@ -202,17 +224,17 @@ class RunConfig(_Strict):
     #: the cells are merged, which every run does afresh, so changing them needs no --fresh.
     CELL_FIELDS: ClassVar[set[str]] = {"aoi", "windows", "source", "categories", "zones", "grid", "detection"}
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, weights_sha256: str) -> str:
         """A hash of everything the finished cells depend on; a run folder keeps to one fingerprint.
 
         Paths count relative to the configuration's folder, so a project folder that is moved
         with its configuration keeps its fingerprint and its finished cells. A model counts by
-        the hash of its weights, not only by its name.
+        the hash of its weights (`weights_sha256`, given by the caller that loaded it), not only by its name.
         """
         text = json.dumps(self.model_dump(mode="json", include=self.CELL_FIELDS), sort_keys=True)
         if self._base is not None:
             text = text.replace(json.dumps(str(self._base) + os.sep)[1:-1], "<config folder>/")
-        text += weights_hash(self.detection.detector)  # retrained weights under the same name change the cells
+        text += weights_sha256  # retrained weights under the same name change the cells
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -11,23 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
-import rasterio
 
 from detectors import load_detector
 from detectors.categories import CATEGORY_IDS
 from pipeline.atomic import atomic_path
 from pipeline.config import ZoneLayer
-from pipeline.inference import PROBABILITY_NODATA, PROBABILITY_SCALE, predict_arrays, probabilities_as_uint8
-from pipeline.pair import read_pair
-from pipeline.vectorize import decide, merge_across_cells, polygons_from_labels
-from pipeline.zones import load_zones
+from pipeline.detection.inference import predict_arrays
+from pipeline.detection.probabilities import write_probabilities
+from pipeline.detection.vectorize import decide, merge_across_cells, polygons_from_labels
+from pipeline.inputs.zones import load_zones
+from pipeline.sources.pair import read_pair
 
 
 @dataclass
 class DetectResult:
     """What `detect` wrote, and what it could not run."""
 
-    probabilities: list[Path]
+    probabilities: Path  # one band per category the detector ran
     changes: Path
     polygons: gpd.GeoDataFrame
     notes: list[str]
@@ -45,24 +45,14 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
     pair = read_pair(Path(before), Path(after), radiometry, bands, wanted=detector.bands)
     valid = pair.valid
     zone_masks = zones.masks(pair.grid)
-    probs, _ = predict_arrays(pair.before, pair.after, valid, zone_masks, detector, 256, 32, 8)
+    probs, _ = predict_arrays(pair.before, pair.after, valid, zone_masks, detector)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
     grid = pair.grid
-    profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", crs=grid.crs,
-                   transform=grid.transform, nodata=PROBABILITY_NODATA, compress="deflate", tiled=True, blockxsize=256,
-                   blockysize=256)
-    for i, cat in enumerate(detector.categories):
-        if cat not in active:
-            continue
-        path = out / f"probability_{cat}.tif"
-        with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(probabilities_as_uint8(probs[i], valid), 1)
-            dst.set_band_description(1, cat)
-            dst.update_tags(SCALE=str(1 / PROBABILITY_SCALE), DETECTOR=detector.name, BEFORE=str(before),
-                            AFTER=str(after))
-        written.append(path)
+    kept = [i for i, c in enumerate(detector.categories) if c in active]
+    probability = write_probabilities(out / "probabilities.tif", probs[kept], valid, grid,
+                                      tuple(detector.categories[i] for i in kept),
+                                      {"DETECTOR": detector.name, "BEFORE": str(before), "AFTER": str(after)})
     labels = decide(probs, detector.categories, detector.thresholds)
     resolution = abs(grid.transform.a)
     polys = polygons_from_labels(labels, probs, detector.categories, grid.transform, grid.crs, "pair", resolution)
@@ -73,4 +63,4 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
     with atomic_path(changes) as tmp:
         polys.to_file(tmp, layer="changes", driver="GPKG", engine="pyogrio")
     seen_m2 = float(valid.sum()) * abs(grid.transform.a * grid.transform.e)
-    return DetectResult(written, changes, polys, zones.notes, seen_m2)
+    return DetectResult(probability, changes, polys, zones.notes, seen_m2)

@@ -3,36 +3,39 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
-import rasterio
 from tqdm import tqdm
 
-from detectors import load_detector
+from detectors import load_detector, weights_hash
 from detectors.categories import CATEGORY_IDS
 from detectors.interface import Detector
-from detectors.learned import weights_hash
-from pipeline.aoi import read_aoi
+from pipeline.atomic import write_json_atomic
 from pipeline.config import RunConfig
-from pipeline.evidence import overview_map, write_evidence
-from pipeline.export import write_geopackage
-from pipeline.grid import Cell, make_cells
-from pipeline.inference import PROBABILITY_NODATA, PROBABILITY_SCALE, predict_scene, probabilities_as_uint8
-from pipeline.leads import make_leads
-from pipeline.mosaic import write_probability_mosaics
-from pipeline.permits import load_permits
+from pipeline.detection.inference import predict_scene
+from pipeline.detection.probabilities import write_probabilities
+from pipeline.detection.vectorize import decide, merge_across_cells, polygons_from_labels
+from pipeline.errors import EoleadsError
+from pipeline.inputs.aoi import read_aoi
+from pipeline.inputs.grid import Cell, make_cells
+from pipeline.inputs.permits import load_permits
+from pipeline.inputs.zones import Zones, load_zones
+from pipeline.leads.evidence import overview_map, write_evidence
+from pipeline.leads.overlay import make_leads
+from pipeline.outputs.geopackage import write_geopackage
+from pipeline.outputs.mosaic import write_probability_mosaics
+from pipeline.outputs.qgis_style import category_style_qml, layer_styles
+from pipeline.outputs.runfolder import RunFolder, versions
 from pipeline.profiling import StageTimer, max_rss_mb
-from pipeline.qgis_style import category_style_qml, layer_styles
-from pipeline.runfolder import RunFolder, versions, write_json_atomic
-from pipeline.scene import ReadGrid
-from pipeline.sources import ImagerySource, build_source, read_scene
-from pipeline.vectorize import decide, merge_across_cells, polygons_from_labels
-from pipeline.zones import Zones, load_zones
+from pipeline.sources import ImagerySource, read_scene
+from pipeline.sources.scene import ReadGrid
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,19 +47,7 @@ class RunResult:
     counts: dict[str, int]
     notes: list[str] = field(default_factory=list)
     timer: StageTimer = field(default_factory=StageTimer)
-
-
-def _write_probabilities(path: Path, probs: np.ndarray, valid: np.ndarray, cell: Cell,
-                         categories: tuple[str, ...]) -> None:
-    data = probabilities_as_uint8(probs, valid[None])
-    profile = dict(driver="GTiff", width=cell.size_px, height=cell.size_px, count=len(categories), dtype="uint8",
-                   crs=cell.crs, transform=cell.transform(), nodata=PROBABILITY_NODATA, compress="deflate", tiled=True,
-                   blockxsize=256, blockysize=256)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        for i, cat in enumerate(categories, start=1):
-            dst.set_band_description(i, cat)
-        dst.update_tags(SCALE=str(1 / PROBABILITY_SCALE), MEANING="change probability per category")
+    failed_cells: list[str] = field(default_factory=list)  # not looked at: the leads are incomplete
 
 
 def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zones, detector: Detector,
@@ -76,8 +67,7 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
     with timer("zones"):
         zone_masks = zones.masks(grid)
     with timer("detect"):
-        det = config.detection
-        probs, stats = predict_scene(scene, zone_masks, detector, det.tile_size, det.tile_overlap, det.batch_size)
+        probs, stats = predict_scene(scene, zone_masks, detector, config.detection.tiling)
         unused = [i for i, c in enumerate(detector.categories)
                   if c not in config.categories or c in zones.switched_off]
         probs[unused] = 0.0  # whatever the detector does with them, they are not this run's
@@ -93,7 +83,8 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
         polys = polygons_from_labels(labels, probs, detector.categories, cell.transform(), cell.crs, cell.id,
                                      cell.resolution, dates, outside=~in_aoi)
     with timer("write cells"):
-        _write_probabilities(staging / "probabilities.tif", probs, valid, cell, detector.categories)
+        write_probabilities(staging / "probabilities.tif", probs, valid,
+                            ReadGrid(cell.crs, cell.transform(), cell.size_px, cell.size_px), detector.categories)
         polys.to_file(staging / "detections.gpkg", layer="detections", driver="GPKG", engine="pyogrio")
     aoi_px = int(in_aoi.sum())
     record.update(tiles=stats.tiles, tiles_without_data=stats.tiles_without_data, detections=len(polys),
@@ -113,7 +104,8 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
     run finds every cell finished, or by running again without a shard.
     """
     timer = StageTimer()
-    folder = RunFolder(config.output, config, config_path)
+    weights = weights_hash(config.detection.detector)
+    folder = RunFolder(config.output, config, config_path, weights)
     if fresh:
         folder.wipe()
     folder.open()
@@ -121,7 +113,7 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
         aoi = read_aoi(config.aoi)
         cells = make_cells(aoi.geometry, config.grid.cell_size_px, config.grid.resolution_m)
     with timer("imagery"):
-        source = build_source(config, aoi.geometry)  # first: a simulated source writes the demo's permits
+        source = config.source.build(aoi.geometry)  # first: a simulated source writes the demo's permits
     with timer("zones"):
         zones = load_zones(config.zones, config.categories)
     with timer("permits"):
@@ -129,16 +121,24 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
     detector = load_detector(config.detection.detector, [c for c in config.categories if c not in zones.switched_off],
                               config.device)
     assigned = cells if shard is None else cells[shard[0] - 1::shard[1]]
-    processed = 0
+    processed, failed = 0, {}
     for cell in tqdm(assigned, desc="cells", unit="cell", disable=not progress):
         if not folder.is_done(cell.id):
-            process_cell(cell, config, source, zones, detector, folder, timer)
+            try:
+                process_cell(cell, config, source, zones, detector, folder, timer)
+            except EoleadsError:
+                raise  # the user's input is wrong for every cell: stop and say so
+            except Exception as exc:  # one bad cell: recorded, not committed (so retried), the run goes on
+                log.exception("cell %s failed", cell.id)
+                failed[cell.id] = f"failed ({exc.__class__.__name__}: {exc}); run again to retry it"
             processed += 1
-    pending = [c.id for c in cells if not folder.is_done(c.id)]
+    pending = [c.id for c in cells if not folder.is_done(c.id) and c.id not in failed]
     if pending:
-        counts = {"cells": len(cells), "cells_processed": processed, "cells_pending": len(pending)}
-        return RunResult(None, gpd.GeoDataFrame(geometry=[]), counts, [], timer)
-    records = [folder.cell_record(c.id) for c in cells]
+        counts = {"cells": len(cells), "cells_processed": processed, "cells_pending": len(pending),
+                  "cells_failed": len(failed)}
+        return RunResult(None, gpd.GeoDataFrame(geometry=[]), counts, [], timer, sorted(failed))
+    records = [folder.cell_record(c.id) if c.id not in failed else
+               {"cell_id": c.id, "status": "failed", "reason": failed[c.id]} for c in cells]
     resumed = len(cells) - processed
 
     write_probability_mosaics(config.output, cells, detector.categories)
@@ -151,8 +151,9 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
     notes = [*aoi.notes, *zones.notes, *permits.notes]
     skipped = [r for r in records if r["status"] != "done"]
     for r in skipped:
-        notes.append(f"cell {r['cell_id']} skipped: {r['reason']}")
-    counts = {"cells": len(cells), "cells_resumed": resumed, "cells_skipped": len(skipped),
+        notes.append(f"cell {r['cell_id']} {'failed' if r['status'] == 'failed' else 'skipped'}: {r['reason']}")
+    counts = {"cells": len(cells), "cells_resumed": resumed, "cells_skipped": len(skipped) - len(failed),
+              "cells_failed": len(failed),
               "tiles_without_data": sum(r.get("tiles_without_data", 0) for r in records),
               "unobserved_aoi_pixels": sum(r.get("unobserved_aoi_pixels", 0) for r in records),
               "detections": len(detections), "leads": len(leads),
@@ -169,7 +170,7 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
     with timer("export"):
         out_crs = config.output_crs
         cells_gdf = _cells_layer(cells, records, out_crs)
-        run_table = _run_table(config, config_path, counts, notes, timer)
+        run_table = _run_table(config, config_path, folder.fingerprint, weights, counts, notes, timer)
         gpkg = write_geopackage(config.output / "leads.gpkg", {
             "leads": leads.to_crs(out_crs), "detections": detections.to_crs(out_crs),
             "permits": permits.table.to_crs(out_crs), "aoi": aoi.features.to_crs(out_crs), "cells": cells_gdf,
@@ -179,7 +180,7 @@ def run(config: RunConfig, config_path: Path | None = None, fresh: bool = False,
         })
         write_json_atomic(config.output / "summary.json", {"counts": counts, "notes": notes,
                                                            "stages": timer.table(), "max_rss_mb": max_rss_mb()})
-    return RunResult(gpkg, leads, counts, notes, timer)
+    return RunResult(gpkg, leads, counts, notes, timer, sorted(failed))
 
 
 def _cells_layer(cells: list[Cell], records: list[dict], crs: str) -> gpd.GeoDataFrame:
@@ -195,12 +196,12 @@ def _cells_layer(cells: list[Cell], records: list[dict], crs: str) -> gpd.GeoDat
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=crs)
 
 
-def _run_table(config: RunConfig, config_path: Path | None, counts: dict, notes: list[str],
-               timer: StageTimer) -> pd.DataFrame:
-    rows = [("name", config.name), ("fingerprint", config.fingerprint()),
+def _run_table(config: RunConfig, config_path: Path | None, fingerprint: str, weights: str, counts: dict,
+               notes: list[str], timer: StageTimer) -> pd.DataFrame:
+    rows = [("name", config.name), ("fingerprint", fingerprint),
             ("config_file", str(config_path or "")), ("config", config.model_dump_json()),
             ("versions", json.dumps(versions())), ("detector", config.detection.detector),
-            ("detector_weights_sha256", weights_hash(config.detection.detector)),
+            ("detector_weights_sha256", weights),
             ("inputs", json.dumps([str(p) for p in [*config.aoi, *(p.path for p in config.permits),
                                                     *(z.path for z in config.zones)]], ensure_ascii=False)),
             *((f"count_{k}", str(v)) for k, v in counts.items()),

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def _eoleads(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=cwd)
@@ -32,6 +34,7 @@ def test_missing_aoi_file_is_an_error_without_traceback(tmp_path):
     assert "missing.geojson" in out.stderr and "AOI file not found" in out.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_demo(demo_run):
     out = _eoleads("evaluate", str(demo_run))
     assert out.returncode == 0, out.stderr

@@ -92,8 +92,8 @@ def test_fingerprint_ignores_device_but_not_windows(tmp_path):
     base = load_config(_write(tmp_path, GOOD))
     other_device = load_config(_write(tmp_path, GOOD + "device: cpu\n", "b.yaml"))
     other_window = load_config(_write(tmp_path, GOOD.replace("2025-08-31", "2025-08-30"), "c.yaml"))
-    assert base.fingerprint() == other_device.fingerprint()
-    assert base.fingerprint() != other_window.fingerprint()
+    assert base.fingerprint("") == other_device.fingerprint("")
+    assert base.fingerprint("") != other_window.fingerprint("")
 
 
 def test_fingerprint_survives_moving_the_folder(tmp_path):
@@ -101,13 +101,13 @@ def test_fingerprint_survives_moving_the_folder(tmp_path):
     (tmp_path / "moved").mkdir()
     b = load_config(_write(tmp_path / "moved", GOOD))
     assert a.aoi != b.aoi
-    assert a.fingerprint() == b.fingerprint()
+    assert a.fingerprint("") == b.fingerprint("")
 
 
 def test_permits_and_name_do_not_enter_the_fingerprint(tmp_path):
     base = load_config(_write(tmp_path, GOOD))
     more = GOOD.replace("name: t", "name: renamed") + "permits: [{path: permits.gpkg}]\noutput_crs: EPSG:4326\n"
-    assert load_config(_write(tmp_path, more, "b.yaml")).fingerprint() == base.fingerprint()
+    assert load_config(_write(tmp_path, more, "b.yaml")).fingerprint("") == base.fingerprint("")
 
 
 def test_config_that_is_not_utf8_is_a_clear_error(tmp_path):
@@ -121,13 +121,18 @@ def test_retrained_weights_under_the_same_card_path_change_the_fingerprint(tmp_p
     import json
     import shutil
 
-    from detectors.learned import DEFAULT_MODEL, WEIGHTS_DIR
+    from detectors import DEFAULT_MODEL, weights_hash
+    from detectors.learned import WEIGHTS_DIR
 
     shutil.copy(WEIGHTS_DIR / f"{DEFAULT_MODEL}.json", tmp_path / "model.json")
     text = GOOD + "detection: {detector: model.json}\n"
-    first = load_config(_write(tmp_path, text)).fingerprint()
-    assert load_config(_write(tmp_path, text, "b.yaml")).fingerprint() == first
+    def fingerprint(name: str) -> str:
+        config = load_config(_write(tmp_path, text, name))
+        return config.fingerprint(weights_hash(config.detection.detector))
+
+    first = fingerprint("a.yaml")
+    assert fingerprint("b.yaml") == first
     card = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
     card["weights_sha256"] = "0" * 64
     (tmp_path / "model.json").write_text(json.dumps(card), encoding="utf-8")
-    assert load_config(_write(tmp_path, text, "c.yaml")).fingerprint() != first
+    assert fingerprint("c.yaml") != first

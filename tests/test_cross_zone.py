@@ -6,10 +6,12 @@ import pytest
 import yaml
 from shapely.geometry import box
 
-from detectors.evaluation import score_leads
 from pipeline.config import load_config
 from pipeline.demo import demo_config
+from pipeline.evaluation.scores import score_leads
 from pipeline.run import run
+
+pytestmark = pytest.mark.slow  # runs whole scenes
 
 AOI = box(119.93, 49.0, 120.07, 49.09)  # about 10 x 10 km, half in each zone
 

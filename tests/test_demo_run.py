@@ -7,12 +7,15 @@ import geopandas as gpd
 import pyogrio
 import pytest
 
+from detectors import DEFAULT_MODEL
 from detectors.categories import CATEGORY_IDS
-from detectors.evaluation import score_leads
-from detectors.learned import DEFAULT_MODEL, WEIGHTS_DIR
+from detectors.learned import WEIGHTS_DIR
 from pipeline.config import load_config
 from pipeline.errors import InputError
+from pipeline.evaluation.scores import score_leads
 from pipeline.run import run
+
+pytestmark = pytest.mark.slow  # runs the whole demo
 
 # The demo runs the shipped model. These floors catch a regression without demanding more than
 # the spectral baseline does over five seeds (docs/categories.md); the test against the baseline

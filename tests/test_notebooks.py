@@ -9,6 +9,8 @@ import pyogrio
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow  # executes the notebook on the demo run
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 EXPLORE_RUN = NOTEBOOKS / "explore_run.ipynb"
 

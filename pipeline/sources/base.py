@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pipeline.config import Window, Windows
-from pipeline.scene import Composite, ReadGrid, Scene
+from pipeline.config import DateRange, Windows
+from pipeline.sources.scene import Composite, ReadGrid, Scene
 
 
 class ImagerySource(Protocol):
@@ -13,7 +13,7 @@ class ImagerySource(Protocol):
 
     bands: tuple[str, ...]
 
-    def composite(self, grid: ReadGrid, window: Window) -> Composite | None:
+    def composite(self, grid: ReadGrid, window: DateRange) -> Composite | None:
         """The composite over the window, or None where the source has no acquisition there."""
         ...
 

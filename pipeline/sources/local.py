@@ -18,9 +18,9 @@ from shapely import STRtree
 from shapely.geometry import box
 
 from detectors.bands import L2A_OFFSET, L2A_QUANTIFICATION, REFLECTANCE_BANDS, SCL_BAND, SCL_INVALID
-from pipeline.config import Window
+from pipeline.config import DateRange
 from pipeline.errors import InputError
-from pipeline.scene import Composite, ReadGrid
+from pipeline.sources.scene import Composite, ReadGrid
 
 #: Processing baseline 04.00 (25 Jan 2022) added the −1000 offset to L2A and L1C products.
 OFFSET_SINCE = date(2022, 1, 25)
@@ -36,7 +36,7 @@ def _normalise_band(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Acquisition:
+class ImageFile:
     """One file: where its bands are, its date, its radiometry and its footprint in WGS84."""
 
     path: Path
@@ -66,7 +66,7 @@ def _acquisition_date(path: Path, tags: dict[str, str]) -> date:
                      "add a tag ACQUISITION_DATE=YYYY-MM-DD or put YYYYMMDD in the file name")
 
 
-def inspect_file(path: Path, radiometry: str = "auto", bands: dict[str, int] | None = None) -> Acquisition:
+def inspect_file(path: Path, radiometry: str = "auto", bands: dict[str, int] | None = None) -> ImageFile:
     """Read what a GeoTIFF holds and check that every required band is there."""
     try:
         src = rasterio.open(path)
@@ -101,7 +101,7 @@ def inspect_file(path: Path, radiometry: str = "auto", bands: dict[str, int] | N
             else:
                 offset = L2A_OFFSET if (level in ("L2A", "L1C") and when >= OFFSET_SINCE) else 0.0
         footprint = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
-    return Acquisition(Path(path), when, index, scale, offset, footprint)
+    return ImageFile(Path(path), when, index, scale, offset, footprint)
 
 
 class LocalGeoTiffSource:
@@ -121,7 +121,7 @@ class LocalGeoTiffSource:
         # a spatial index of footprints: a region has thousands of cells and of files
         self._footprints = STRtree([box(*a.footprint) for a in self.acquisitions])
 
-    def composite(self, grid: ReadGrid, window: Window) -> Composite | None:
+    def composite(self, grid: ReadGrid, window: DateRange) -> Composite | None:
         grid_wgs84 = box(*transform_bounds(grid.crs, "EPSG:4326", *grid.bounds))
         hits = sorted(self._footprints.query(grid_wgs84, predicate="intersects"))
         chosen = [a for a in (self.acquisitions[i] for i in hits) if window.start <= a.when <= window.end]
@@ -177,7 +177,7 @@ def _read_on_grid(src: rasterio.DatasetReader, indexes: list[int], grid: ReadGri
     return out
 
 
-def read_reflectance(acq: Acquisition, grid: ReadGrid, bands: tuple[str, ...]) -> np.ndarray:
+def read_reflectance(acq: ImageFile, grid: ReadGrid, bands: tuple[str, ...]) -> np.ndarray:
     """Reflectance on the grid, NaN where the file has no data or SCL hides the ground."""
     with rasterio.open(acq.path) as src:
         nodata = src.nodata if src.nodata is not None else 0

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from shapely.geometry.base import BaseGeometry
 
-from detectors.simulator.settings import HELD_OUT, SceneSettings
-from detectors.simulator.writer import SimulatedScene, simulate_scene
-from pipeline.aoi import hulun_lake
-from pipeline.config import Window
-from pipeline.scene import Composite, ReadGrid
+from pipeline.config import DateRange
+from pipeline.inputs.aoi import hulun_lake
+from pipeline.simulator.settings import HELD_OUT, SceneSettings
+from pipeline.simulator.writer import SimulatedScene, simulate_scene
 from pipeline.sources.local import LocalGeoTiffSource
+from pipeline.sources.scene import Composite, ReadGrid
 
 
 def ensure_simulation(folder: Path, aoi_wgs84: BaseGeometry, seed: int, difficulty: str = "demo") -> Path:
@@ -42,5 +42,5 @@ class SimulatedSource:
         self._local = LocalGeoTiffSource([str(folder / "imagery" / "*.tif")])
         self.bands = self._local.bands
 
-    def composite(self, grid: ReadGrid, window: Window) -> Composite | None:
+    def composite(self, grid: ReadGrid, window: DateRange) -> Composite | None:
         return self._local.composite(grid, window)

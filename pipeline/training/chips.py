@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from detectors.categories import CATEGORY_IDS
 from detectors.features import CONTEXT_ZONES, UNKNOWN_ZONE, feature_stack
-from pipeline.training.implants import implant
+from pipeline.simulator.implants import implant
 from pipeline.training.scenes import SceneArrays
 
 #: Where a simulated chip is centred: on a change, on a distractor, anywhere.

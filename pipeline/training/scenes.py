@@ -22,13 +22,13 @@ from shapely.geometry.base import BaseGeometry
 
 from detectors.categories import CATEGORY_IDS
 from detectors.features import CONTEXT_ZONES
-from detectors.simulator.settings import SceneSettings
-from detectors.simulator.writer import simulate_scene
-from pipeline.aoi import hulun_lake
 from pipeline.atomic import atomic_path
-from pipeline.config import Window
-from pipeline.scene import ReadGrid
+from pipeline.config import DateRange
+from pipeline.inputs.aoi import hulun_lake
+from pipeline.simulator.settings import SceneSettings
+from pipeline.simulator.writer import simulate_scene
 from pipeline.sources.local import LocalGeoTiffSource
+from pipeline.sources.scene import ReadGrid
 
 SCENE_SIZE_M = 10_000.0
 
@@ -67,7 +67,7 @@ def random_aoi(rng: np.random.Generator, lake: BaseGeometry) -> BaseGeometry:
 
 def scene_key(settings: SceneSettings) -> str:
     """A short hash of what makes a scene: its settings and the simulator's surface and shape lists."""
-    from detectors.simulator.settings import SHAPE_CHOICES, SURFACE_CHOICES
+    from pipeline.simulator.settings import SHAPE_CHOICES, SURFACE_CHOICES
 
     text = json.dumps([settings.to_dict(), SURFACE_CHOICES, SHAPE_CHOICES], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -93,8 +93,8 @@ def make_scene(folder: Path, seed: int, settings: SceneSettings) -> Path:
         grid = ReadGrid(crs=src.crs.to_string(), transform=src.transform, width=src.width, height=src.height)
     source = LocalGeoTiffSource([str(p) for p in sim.imagery])
     tl = sim.timeline
-    before = source.composite(grid, Window(start=min(tl.before), end=max(tl.before)))
-    after = source.composite(grid, Window(start=min(tl.after), end=max(tl.after)))
+    before = source.composite(grid, DateRange(start=min(tl.before), end=max(tl.before)))
+    after = source.composite(grid, DateRange(start=min(tl.after), end=max(tl.after)))
     truth = gpd.read_file(sim.truth, layer="changes")
     labels = np.zeros((grid.height, grid.width), dtype=np.uint8)
     for k, cat in enumerate(CATEGORY_IDS, start=1):
@@ -114,15 +114,9 @@ def make_scene(folder: Path, seed: int, settings: SceneSettings) -> Path:
     return out
 
 
-#: Scene seeds of each split; held-out scenes also use harder settings (detectors.simulator.settings.HELD_OUT).
-TRAIN_SEEDS = tuple(range(1000, 1030))
-VALIDATION_SEEDS = tuple(range(2000, 2006))
-HELD_OUT_SEEDS = tuple(range(3000, 3005))
-
-
 def settings_for(seed: int) -> SceneSettings:
     """The training-distribution settings of a training or validation scene, fixed by its seed."""
-    from detectors.simulator.settings import training_settings
+    from pipeline.simulator.settings import training_settings
 
     return training_settings(np.random.default_rng([seed, 1]))
 

@@ -16,18 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
+from detectors import DEFAULT_MODEL
 from detectors.bands import REFLECTANCE_BANDS
 from detectors.categories import CATEGORY_IDS
-from detectors.features import CONTEXT_ZONES, FEATURE_NAMES, SPECTRAL_CHANNELS, standardise
-from detectors.learned import DEFAULT_MODEL, WEIGHTS_DIR, SegmentationDetector, pick_device
+from detectors.features import FEATURE_NAMES, SPECTRAL_CHANNELS, standardise
+from detectors.learned import WEIGHTS_DIR, SegmentationDetector, pick_device
 from detectors.model_card import Architecture, ModelCard, sha256_of
-from pipeline.atomic import atomic_path
-from pipeline.inference import predict_arrays
+from pipeline.atomic import atomic_path, write_text_atomic
+from pipeline.evaluation.calibration import calibrate
 from pipeline.training.chips import ChipSampler
-from pipeline.training.scenes import TRAIN_SEEDS, VALIDATION_SEEDS, SceneArrays, make_scenes
-
-#: Real pairs kept out of training, to measure false alarms on real imagery the model never saw.
-HELD_OUT_PAIRS = ("montpellier", "norcia", "valencia")
+from pipeline.training.scenes import SceneArrays, make_scenes
+from pipeline.training.splits import HELD_OUT_PAIRS, TRAIN_SEEDS, VALIDATION_SEEDS
 
 
 @dataclass
@@ -64,7 +63,7 @@ class TrainingRecipe:
 def load_real_pairs(folder: Path | None, exclude: tuple[str, ...]) -> tuple[list[tuple[np.ndarray, np.ndarray]],
                                                                              list[str]]:
     """Reflectance of every pair folder (before.tif, after.tif) not excluded; none if no folder."""
-    from pipeline.pair import read_pair
+    from pipeline.sources.pair import read_pair
 
     if folder is None or not Path(folder).is_dir():
         return [], []
@@ -209,7 +208,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
         "versions": _versions(),
     })
     card_path = out / f"{recipe.name}.json"
-    card.write(card_path)
+    write_text_atomic(card_path, card.to_json())
     return card_path
 
 
@@ -217,41 +216,3 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
     return {p: version(p) for p in ("eoleads", "torch", "segmentation-models-pytorch", "numpy")}
-
-
-def scene_zones(scene: SceneArrays) -> dict:
-    """The context zones of a cached scene as the pipeline hands them to a detector."""
-    return {z: scene.zones[j].astype(bool) for j, z in enumerate(CONTEXT_ZONES)}
-
-
-def scene_probabilities(detector, scene: SceneArrays) -> np.ndarray:
-    """Whole-scene probabilities, tiled as in a pipeline run."""
-    probs, _ = predict_arrays(scene.before, scene.after, scene.valid, scene_zones(scene), detector, 256, 32, 8)
-    return probs
-
-
-def calibrate(detector, scenes: list[SceneArrays], progress: bool = True
-              ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Per-category thresholds that maximise pixel F1 on validation scenes, and the F1/IoU they give."""
-    from tqdm import tqdm
-
-    grid = np.round(np.arange(0.2, 0.91, 0.05), 2)
-    counts = np.zeros((len(CATEGORY_IDS), len(grid), 3))  # tp, fp, fn
-    for scene in tqdm(scenes, desc="calibrating thresholds", disable=not progress):
-        probs = scene_probabilities(detector, scene)
-        best = probs.argmax(axis=0)
-        top = probs.max(axis=0)
-        for i in range(len(CATEGORY_IDS)):
-            truth = scene.labels == i + 1
-            mine = best == i
-            for j, t in enumerate(grid):
-                pred = mine & (top >= t)
-                counts[i, j] += (np.sum(pred & truth), np.sum(pred & ~truth), np.sum(~pred & truth))
-    thresholds, metrics = {}, {}
-    for i, cat in enumerate(CATEGORY_IDS):
-        tp, fp, fn = counts[i].T
-        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-        j = int(np.argmax(f1))
-        thresholds[cat] = float(grid[j])
-        metrics[cat] = {"f1": round(float(f1[j]), 3), "iou": round(float(tp[j] / max(tp[j] + fp[j] + fn[j], 1)), 3)}
-    return thresholds, metrics

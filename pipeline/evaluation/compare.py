@@ -1,0 +1,94 @@
+"""Choosing the architecture by measurement: each candidate trained on the same budget and data,
+then scored on the validation scenes and timed on the CPU (and the GPU when there is one)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from detectors.features import FEATURE_NAMES
+from detectors.model_card import ModelCard
+from pipeline.training.train import TrainingRecipe, train
+
+CANDIDATES: dict[str, dict] = {
+    "unet-regnetx002": {"arch": "Unet", "encoder": "tu-regnetx_002"},
+    "unet-resnet18-d4": {"arch": "Unet", "encoder": "resnet18", "encoder_depth": 4,
+                         "options": {"decoder_channels": [128, 64, 32, 16]}},
+    "fpn-regnetx002": {"arch": "FPN", "encoder": "tu-regnetx_002"},
+}
+
+
+def time_forward(card_path: Path, device: str = "cpu", batch: int = 8, tile: int = 256, repeats: int = 5) -> float:
+    """Median milliseconds per tile of a forward pass over a batch of `tile`² tiles."""
+    from detectors.learned import SegmentationDetector
+
+    detector = SegmentationDetector.load(card_path, device=device)
+    x = np.random.default_rng(0).standard_normal((batch, len(FEATURE_NAMES), tile, tile)).astype(np.float32)
+    detector.probabilities(x)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        detector.probabilities(x)
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times) / batch
+
+
+def compare(data: Path, real_pairs: Path | None, steps: int, out: Path, retrain: bool = True) -> list[dict]:
+    """Train every candidate for `steps` (or reuse the candidates in `out`) and return one row of
+    measurements per candidate; the CPU timings are taken after all training, on a quiet machine."""
+    cards = []
+    for name, arch in CANDIDATES.items():
+        recipe = replace(TrainingRecipe(), name=f"candidate-{name}", steps=steps, **arch)
+        cards.append((name, train(recipe, data, real_pairs, out=out) if retrain else out / f"{recipe.name}.json"))
+    rows = []
+    for name, card_path in cards:
+        card = ModelCard.read(card_path)
+        f1 = {c: m["f1"] for c, m in card.metrics["validation_pixel"].items()}
+        rows.append({"candidate": name, "params_M": round(_params(card_path) / 1e6, 2),
+                     "weights_MB": round(card.weights_path(card_path).stat().st_size / 1e6, 1),
+                     "cpu_ms_per_tile": round(time_forward(card_path), 1),
+                     "val_pixel_f1_mean": round(float(np.mean(list(f1.values()))), 3),
+                     **{f"f1_{c}": v for c, v in f1.items()}})
+    return rows
+
+
+def _params(card_path: Path) -> int:
+    from safetensors import safe_open
+
+    card = ModelCard.read(card_path)
+    with safe_open(str(card.weights_path(card_path)), framework="pt") as f:
+        return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+
+
+BEGIN, END = "<!-- models:comparison:begin -->", "<!-- models:comparison:end -->"
+
+
+def main() -> None:
+    import argparse
+    from datetime import UTC, datetime
+
+    from pipeline.evaluation.report import machine, markdown_table, write_section
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path("build/training"))
+    parser.add_argument("--real-pairs", type=Path)
+    parser.add_argument("--steps", type=int, default=250)
+    parser.add_argument("--out", type=Path, default=Path("docs/models.md"))
+    parser.add_argument("--timings-only", action="store_true", help="reuse trained candidates, measure again")
+    args = parser.parse_args()
+    rows = compare(args.data, args.real_pairs, args.steps, args.data / "candidates", retrain=not args.timings_only)
+    table = markdown_table(rows)
+    section = (f"{BEGIN}\nMeasured {datetime.now(UTC).date().isoformat()} on {machine()}: each candidate trained "
+               f"{args.steps} steps on the same scenes and chips, thresholds calibrated and pixel F1 measured on the "
+               f"validation scenes; CPU time is the median forward pass per 256 x 256 tile in batches of 8.\n\n"
+               f"{table}\n{END}")
+    write_section(args.out, section, BEGIN, END)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+from affine import Affine
+
+from detectors.categories import CATEGORY_IDS, get_category
+from pipeline.detection.vectorize import decide, merge_across_cells, polygons_from_labels
+
+CATS = CATEGORY_IDS
+MINE = CATS.index("mine")
+
+
+def test_decide_takes_the_most_probable_category_above_its_threshold():
+    probs = np.zeros((len(CATS), 1, 3), dtype=np.float32)
+    probs[MINE] = [0.9, 0.4, 0.6]
+    probs[0] = [0.7, 0.45, 0.7]
+    thresholds = dict.fromkeys(CATS, 0.5)
+    labels = decide(probs, CATS, thresholds)
+    assert labels.tolist() == [[MINE + 1, 0, 1]]
+
+
+def _labels_with(blocks, shape=(100, 100)):
+    labels = np.zeros(shape, dtype=np.uint8)
+    for (r0, r1, c0, c1) in blocks:
+        labels[r0:r1, c0:c1] = MINE + 1
+    return labels
+
+
+def test_small_interior_patches_are_sieved_but_edge_patches_kept():
+    # mine MMU 3000 m2 = 30 px at 10 m; a 5x5 interior patch goes, a 5x5 patch on the edge stays
+    labels = _labels_with([(40, 45, 40, 45), (0, 5, 60, 65), (10, 20, 10, 20)])
+    probs = np.zeros((len(CATS), 100, 100), dtype=np.float32)
+    probs[MINE] = 0.8
+    gdf = polygons_from_labels(labels, probs, CATS, Affine(10, 0, 0, 0, -10, 1000), "EPSG:32650", "c", 10.0)
+    assert sorted(gdf.n_px.tolist()) == [25, 100]
+    assert gdf.set_index("n_px").loc[25, "touches_edge"]
+    assert gdf.p_mean.tolist() == pytest.approx([0.8, 0.8])
+
+
+def test_patch_split_by_a_cell_edge_is_merged_and_kept():
+    # a 40 x 6 px mine (2400 m2 in each half: below the 3000 m2 unit alone, 4800 m2 together)
+    probs = np.zeros((len(CATS), 100, 100), dtype=np.float32)
+    probs[MINE] = 0.9
+    left = _labels_with([(20, 60, 94, 100)])
+    right = _labels_with([(20, 60, 0, 6)])
+    res = 10.0
+    x0, y0 = 500000.0, 5430000.0
+    a = polygons_from_labels(left, probs, CATS, Affine(res, 0, x0, 0, -res, y0), "EPSG:32650", "a", res)
+    b = polygons_from_labels(right, probs * 0.5, CATS, Affine(res, 0, x0 + 1000, 0, -res, y0), "EPSG:32650", "b", res)
+    merged = merge_across_cells([a, b], 10.0)
+    assert len(merged) == 1
+    row = merged.iloc[0]
+    assert row.n_px == 480
+    assert row.p_mean == pytest.approx((0.9 + 0.45) / 2)
+    assert row.p_max == pytest.approx(0.9)
+    assert row.cell_id == "a,b"
+    # equal-area area of 480 px of 100 m2 (UTM scale error is below 0.1% near the central meridian)
+    assert row.area_m2 == pytest.approx(48000, rel=2e-3)
+    assert row.area_m2 >= get_category("mine").min_area_m2
+
+
+def test_merged_patch_still_too_small_is_dropped():
+    probs = np.zeros((len(CATS), 100, 100), dtype=np.float32)
+    probs[MINE] = 0.9
+    left = _labels_with([(20, 24, 96, 100)])
+    gdf = polygons_from_labels(left, probs, CATS, Affine(10, 0, 0, 0, -10, 1000), "EPSG:32650", "a", 10.0)
+    assert len(gdf) == 1 and gdf.touches_edge.all()
+    assert merge_across_cells([gdf], 10.0).empty
+
+
+def test_patches_across_a_utm_zone_boundary_are_one_change():
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    def half(west: float, east: float, epsg: int, cell: str) -> gpd.GeoDataFrame:
+        # 8 m short of the meridian, as a pixel staircase of its own grid would leave it
+        geom = gpd.GeoSeries([box(west, 49.0, east, 49.0005)], crs="EPSG:4326").to_crs(epsg).iloc[0]
+        geom = geom.buffer(-4, join_style="mitre")
+        return gpd.GeoDataFrame({"cell_id": [cell], "category": ["mine"], "p_mean": [0.8], "p_max": [0.9],
+                                 "n_px": [30], "touches_edge": [True], "before_dates": ["2024-07-08"],
+                                 "after_dates": ["2025-07-13"]}, geometry=[geom], crs=f"EPSG:{epsg}")
+
+    west = half(119.999, 120.0, 32650, "32650_40_1060")
+    east = half(120.0, 120.001, 32651, "32651_-30_1060")
+    merged = merge_across_cells([west, east], 10.0)
+    assert len(merged) == 1
+    assert merged.cell_id.iloc[0] == "32650_40_1060,32651_-30_1060"
+    assert merged.n_px.iloc[0] == 60
+    assert merged.area_m2.iloc[0] == pytest.approx(west.to_crs("EPSG:6933").area.iloc[0]
+                                                   + east.to_crs("EPSG:6933").area.iloc[0], rel=1e-6)
+    far = half(120.001, 120.002, 32651, "32651_-29_1060")  # 65 m away: a different change
+    assert len(merge_across_cells([west, far], 10.0)) == 2
+
+
+def test_holes_of_another_category_are_not_taken():
+    labels = _labels_with([(10, 30, 10, 30)])
+    labels[18:21, 18:21] = CATS.index("lake") + 1  # 9 px of lake inside the mine
+    probs = np.full((len(CATS), 100, 100), 0.8, dtype=np.float32)
+    gdf = polygons_from_labels(labels, probs, CATS, Affine(10, 0, 0, 0, -10, 1000), "EPSG:32650", "c", 10.0)
+    mine = gdf[gdf.category == "mine"].iloc[0]
+    assert mine.n_px == 400 - 9
+    assert mine.geometry.area == pytest.approx(39100)
+
+
+def test_patch_at_the_aoi_cut_is_kept_for_the_merge():
+    labels = _labels_with([(40, 45, 50, 55)])  # 25 px, below the mine unit, next to the zone cut
+    outside = np.zeros((100, 100), dtype=bool)
+    outside[:, 55:] = True
+    probs = np.full((len(CATS), 100, 100), 0.8, dtype=np.float32)
+    transform = Affine(10, 0, 0, 0, -10, 1000)
+    assert polygons_from_labels(labels, probs, CATS, transform, "EPSG:32650", "c", 10.0).empty
+    kept = polygons_from_labels(labels, probs, CATS, transform, "EPSG:32650", "c", 10.0, outside=outside)
+    assert kept.touches_edge.tolist() == [True]

@@ -1,0 +1,207 @@
+"""The learned detector: model card, weights integrity, band checks, training, inference invariants."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detectors import DEFAULT_MODEL
+from detectors.bands import REFLECTANCE_BANDS
+from detectors.categories import CATEGORY_IDS, Zone
+from detectors.features import CONTEXT_ZONES, FEATURE_NAMES, UNKNOWN_ZONE, feature_stack
+from detectors.learned import WEIGHTS_DIR, SegmentationDetector
+from detectors.model_card import ModelCard, ModelError
+from pipeline.training.scenes import SceneArrays
+from pipeline.training.train import TrainingRecipe, fit
+
+SHIPPED = WEIGHTS_DIR / f"{DEFAULT_MODEL}.json"
+
+
+def tiny_scene(rng: np.random.Generator, size: int = 96) -> SceneArrays:
+    """Vegetated ground where rectangles turn to bright bare soil (temporary land) or coal (mine)."""
+    veg = np.array([0.03, 0.06, 0.04, 0.35, 0.18, 0.09], dtype=np.float32)[:, None, None]
+    before = veg * rng.uniform(0.9, 1.1, (1, size, size)).astype(np.float32)
+    after = before * rng.uniform(0.97, 1.03, (6, size, size)).astype(np.float32)
+    labels = np.zeros((size, size), dtype=np.uint8)
+    surfaces = {1: [0.18, 0.22, 0.26, 0.30, 0.36, 0.32], 8: [0.03, 0.03, 0.03, 0.035, 0.04, 0.04]}
+    for _ in range(4):
+        k = int(rng.choice(list(surfaces)))
+        r, c = rng.integers(4, size - 20, 2)
+        h, w = rng.integers(6, 16, 2)
+        after[:, r:r + h, c:c + w] = np.array(surfaces[k], dtype=np.float32)[:, None, None]
+        labels[r:r + h, c:c + w] = k
+    zones = np.zeros((len(CONTEXT_ZONES), size, size), dtype=np.uint8)
+    return SceneArrays(before=before, after=after, valid=np.ones((size, size), bool), zones=zones, labels=labels,
+                       distractors=np.zeros((size, size), bool))
+
+
+TINY = TrainingRecipe(name="tiny", steps=24, batch_size=4, chip_size=64, learning_rate=3e-3, checkpoint_every=6,
+                      train_scenes=(), validation_scenes=())
+
+
+def _fit(tmp: Path, recipe: TrainingRecipe = TINY) -> Path:
+    rng = np.random.default_rng(0)
+    scenes = [tiny_scene(rng) for _ in range(3)]
+    return fit(recipe, scenes, [tiny_scene(rng)], [], tmp / "ckpt.pt", tmp / "weights", progress=False)
+
+
+def test_feature_stack_marks_unknown_zones_and_hides_unseen_pixels() -> None:
+    rng = np.random.default_rng(1)
+    before, after = rng.uniform(0, 0.4, (2, 1, 6, 8, 8)).astype(np.float32)
+    valid = np.ones((1, 8, 8), bool)
+    valid[0, 0, 0] = False
+    stack = feature_stack(before, after, valid, {Zone.FOREST: np.ones((1, 8, 8), bool)})
+    assert stack.shape == (1, len(FEATURE_NAMES), 8, 8)
+    assert np.all(stack[0, FEATURE_NAMES.index("zone_forest")] == 1.0)
+    assert np.all(stack[0, FEATURE_NAMES.index("zone_lake")] == UNKNOWN_ZONE)
+    assert np.all(stack[0, :FEATURE_NAMES.index("valid"), 0, 0] == 0.0)
+    ratio = stack[0, FEATURE_NAMES.index("logratio_B04"), 3, 3]
+    assert ratio == pytest.approx(np.log((after[0, 2, 3, 3] + 0.01) / (before[0, 2, 3, 3] + 0.01)), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_short_training_lowers_the_loss_and_writes_a_verified_model(tmp_path: Path) -> None:
+    card_path = _fit(tmp_path)
+    card = ModelCard.read(card_path)
+    assert card.training["steps_done"] == 24
+    det = SegmentationDetector.load(card_path, device="cpu")
+    assert det.card.weights_sha256 == card.weights_sha256
+    assert set(det.thresholds) == set(CATEGORY_IDS)
+
+
+@pytest.mark.slow
+def test_loss_falls_between_first_and_last_steps(tmp_path: Path) -> None:
+    import torch
+
+    recipe = replace(TINY, steps=40, checkpoint_every=1000)
+    _fit(tmp_path, recipe)
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    losses = ckpt["losses"]
+    assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    whole = _fit(tmp_path / "whole")
+    _fit(tmp_path / "parts", replace(TINY, stop_after=12))  # interrupted at a checkpoint
+    resumed = _fit(tmp_path / "parts")
+    a = load_file(ModelCard.read(whole).weights_path(whole))
+    b = load_file(ModelCard.read(resumed).weights_path(resumed))
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_model_card_round_trips(tmp_path: Path) -> None:
+    card = ModelCard.read(SHIPPED)
+    copy = tmp_path / "card.json"
+    copy.write_text(card.to_json(), encoding="utf-8")
+    assert ModelCard.read(copy) == card
+    assert card.input_bands == list(REFLECTANCE_BANDS)
+    assert card.categories == list(CATEGORY_IDS)
+    assert card.features == list(FEATURE_NAMES)
+    assert len(card.normalisation["mean"]) == FEATURE_NAMES.index("valid")
+
+
+def test_card_with_a_bad_field_names_file_and_field(tmp_path: Path) -> None:
+    data = json.loads(SHIPPED.read_text(encoding="utf-8"))
+    data["thresholds"] = "high"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ModelError, match=r"bad\.json.*'thresholds'"):
+        ModelCard.read(bad)
+
+
+def test_tampered_weights_are_refused(tmp_path: Path) -> None:
+    card = ModelCard.read(SHIPPED)
+    shutil.copy(SHIPPED, tmp_path / SHIPPED.name)
+    weights = tmp_path / card.weights_file
+    shutil.copy(card.weights_path(SHIPPED), weights)
+    SegmentationDetector.load(tmp_path / SHIPPED.name, device="cpu")  # the intact copy loads
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        SegmentationDetector.load(tmp_path / SHIPPED.name, device="cpu")
+
+
+def test_scene_with_other_bands_is_refused() -> None:
+    from datetime import date
+
+    from pipeline.detection.inference import predict_scene
+    from pipeline.detection.tiling import Tiling
+    from pipeline.errors import InputError
+    from pipeline.sources.scene import Composite, ReadGrid, Scene
+    from tests.conftest import ORIGIN
+
+    det = SegmentationDetector.load(SHIPPED, device="cpu")
+    comp = Composite(np.full((6, 32, 32), 0.1, np.float32), np.ones((32, 32), bool), [date(2025, 8, 2)],
+                     np.ones((32, 32), np.uint8))
+    grid = ReadGrid("EPSG:32650", ORIGIN, 32, 32)
+    predict_scene(Scene(grid, REFLECTANCE_BANDS, comp, comp), {}, det, Tiling(32, 4, 1))  # the model's own bands run
+    swapped = ("B02", "B03", "B04", "B8A", "B11", "B12")
+    with pytest.raises(InputError, match=r"detection\.detector.*B08.*B8A"):
+        predict_scene(Scene(grid, swapped, comp, comp), {}, det, Tiling(32, 4, 1))
+
+
+@pytest.fixture(scope="module")
+def shipped_and_tile() -> tuple[SegmentationDetector, np.ndarray, np.ndarray, np.ndarray, dict]:
+    det = SegmentationDetector.load(SHIPPED, device="cpu")
+    scene = tiny_scene(np.random.default_rng(5), size=128)
+    n = 8
+    before = np.repeat(scene.before[None], n, axis=0)
+    after = np.stack([np.roll(scene.after, 7 * i, axis=-1) for i in range(n)])
+    valid = np.ones((n, 128, 128), bool)
+    zones = {Zone.GRASSLAND: np.ones((n, 128, 128), bool)}
+    return det, before, after, valid, zones
+
+
+def test_batch_of_one_equals_batch_of_eight(shipped_and_tile) -> None:
+    det, before, after, valid, zones = shipped_and_tile
+    together = det.predict(before, after, valid, zones)
+    alone = np.concatenate([det.predict(before[i:i + 1], after[i:i + 1], valid[i:i + 1],
+                                        {z: m[i:i + 1] for z, m in zones.items()}) for i in range(len(before))])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_predictions_respect_zones_and_unseen_pixels(shipped_and_tile) -> None:
+    det, before, after, valid, _ = shipped_and_tile
+    valid = valid.copy()
+    valid[:, :10] = False
+    out = det.predict(before, after, valid, {Zone.FOREST: np.zeros_like(valid)})
+    assert out.shape == (len(before), len(CATEGORY_IDS), 128, 128)
+    assert np.all(out[:, CATEGORY_IDS.index("forest")] == 0)
+    assert np.all(out[:, :, :10] == 0)
+    assert np.all((out >= 0) & (out <= 1))
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_its_comparison(demo_run: Path) -> None:
+    from pipeline.evaluation.gpucheck import check
+
+    lines = check("cpu", batches=(2,), repeats=1, demo_runs=0, scene=demo_run / "inputs")
+    text = "\n".join(lines)
+    assert "same class for 100.00 % of valid pixels" in text
+    assert "| 2 | fp32 |" in text and "| 2 | autocast, channels_last |" in text
+
+
+def test_odd_sized_images_are_padded_not_refused(shipped_and_tile) -> None:
+    det, before, after, valid, zones = shipped_and_tile
+    out = det.predict(before[:1, :, :50, :70], after[:1, :, :50, :70], valid[:1, :50, :70],
+                      {z: m[:1, :50, :70] for z, m in zones.items()})
+    assert out.shape == (1, len(CATEGORY_IDS), 50, 70) and np.isfinite(out).all()
+
+
+def test_asking_for_a_gpu_that_is_not_there_is_a_clear_error() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ModelError, match="device 'cuda'"):
+        SegmentationDetector.load(SHIPPED, device="cuda")

@@ -1,0 +1,152 @@
+from datetime import date
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from pipeline.config import DateRange
+from pipeline.errors import InputError
+from pipeline.sources.local import LocalGeoTiffSource, inspect_file
+from pipeline.sources.scene import ReadGrid
+from tests.conftest import write_s2
+
+JULY = DateRange(start=date(2025, 7, 1), end=date(2025, 7, 31))
+GRID = ReadGrid("EPSG:32650", Affine(10, 0, 500000, 0, -10, 5430000), 20, 20)
+
+
+def _refl(value: float, shape=(20, 20)) -> np.ndarray:
+    return np.full((6, *shape), value, dtype=np.float32)
+
+
+def test_l2a_offset_is_applied(tmp_path):
+    write_s2(tmp_path / "a.tif", _refl(0.1), "2025-07-10")
+    comp = LocalGeoTiffSource([str(tmp_path / "*.tif")]).composite(GRID, JULY)
+    np.testing.assert_allclose(comp.reflectance, 0.1, atol=1e-4)  # ignoring the offset would give 0.2
+    assert comp.dates == [date(2025, 7, 10)]
+
+
+def test_median_composite_masks_clouds_from_scl(tmp_path):
+    scl_clear = np.full((20, 20), 4)
+    scl_cloud = scl_clear.copy()
+    scl_cloud[:10] = 9
+    write_s2(tmp_path / "a.tif", _refl(0.10), "2025-07-05", scl=scl_clear)
+    write_s2(tmp_path / "b.tif", _refl(0.60), "2025-07-15", scl=scl_cloud)  # bright cloud in the top half
+    write_s2(tmp_path / "c.tif", _refl(0.12), "2025-07-25", scl=scl_clear)
+    write_s2(tmp_path / "d.tif", _refl(0.50), "2025-09-01", scl=scl_clear)  # outside the window
+    comp = LocalGeoTiffSource([str(tmp_path / "*.tif")]).composite(GRID, JULY)
+    np.testing.assert_allclose(comp.reflectance[:, :10], 0.11, atol=1e-4)  # cloud ignored: median of 2
+    np.testing.assert_allclose(comp.reflectance[:, 10:], 0.12, atol=1e-4)  # median of 3
+    assert comp.observations[:10].max() == 2 and comp.observations[10:].min() == 3
+    assert comp.valid.all()
+
+
+def test_pixels_never_seen_are_invalid(tmp_path):
+    scl = np.full((20, 20), 8)
+    write_s2(tmp_path / "a.tif", _refl(0.1), "2025-07-10", scl=scl)
+    comp = LocalGeoTiffSource([str(tmp_path / "a.tif")]).composite(GRID, JULY)
+    assert not comp.valid.any()
+    assert np.isnan(comp.reflectance).all()
+
+
+def test_file_in_another_utm_zone_is_warped_onto_the_grid(tmp_path):
+    # a file in zone 51N covering the grid, which is in zone 50N
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    grid_box = gpd.GeoSeries([box(500000, 5429800, 500200, 5430000)], crs="EPSG:32650").to_crs("EPSG:32651")
+    minx, _, maxx, maxy = grid_box.total_bounds
+    transform = Affine(10, 0, np.floor(minx / 10) * 10 - 100, 0, -10, np.ceil(maxy / 10) * 10 + 100)
+    n = int((maxx - minx) / 10) + 25
+    write_s2(tmp_path / "z51.tif", _refl(0.2, (n, n)), "2025-07-10", crs="EPSG:32651", transform=transform)
+    comp = LocalGeoTiffSource([str(tmp_path / "z51.tif")]).composite(GRID, JULY)
+    assert comp.valid.all()
+    np.testing.assert_allclose(comp.reflectance, 0.2, atol=1e-3)
+
+
+def test_missing_band_names_the_file_and_the_fix(tmp_path):
+    names = ("B02", "B03", "B04", "B08", "B11", "B8A")  # B12 missing
+    path = write_s2(tmp_path / "no_b12.tif", _refl(0.1), "2025-07-10", descriptions=names)
+    with pytest.raises(InputError) as err:
+        inspect_file(path)
+    msg = str(err.value)
+    assert "no_b12.tif" in msg and "B12" in msg and "source.bands" in msg
+
+
+def test_band_mapping_and_date_from_file_name(tmp_path):
+    path = write_s2(tmp_path / "S2B_20250712_T50UPA.tif", _refl(0.1), "", descriptions=("a", "b", "c", "d", "e", "f"))
+    acq = inspect_file(path, bands={"B2": 1, "B3": 2, "B4": 3, "B8": 4, "B11": 5, "B12": 6})
+    assert acq.when == date(2025, 7, 12)
+    assert acq.band_index["B02"] == 1 and acq.band_index["B12"] == 6
+
+
+def test_no_matching_file_is_an_error(tmp_path):
+    with pytest.raises(InputError, match="no file matches"):
+        LocalGeoTiffSource([str(tmp_path / "*.tif")])
+
+
+def test_aligned_read_matches_the_warped_read_and_pads_outside(tmp_path):
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    from pipeline.sources.local import _aligned_offset, _read_on_grid
+
+    rng = np.random.default_rng(0)
+    path = write_s2(tmp_path / "a.tif", rng.uniform(0.05, 0.4, (6, 20, 20)).astype(np.float32), "2025-07-10")
+    shifted = ReadGrid("EPSG:32650", Affine(10, 0, 500050, 0, -10, 5429970), 20, 20)  # 5 px right, 3 px down
+    with rasterio.open(path) as src:
+        assert _aligned_offset(src, shifted) == (3, 5)
+        fast = _read_on_grid(src, [1, 2, 3], shifted, 0, Resampling.bilinear)
+        with WarpedVRT(src, crs=shifted.crs, transform=shifted.transform, width=20, height=20, src_nodata=0,
+                       nodata=0, resampling=Resampling.nearest) as vrt:
+            slow = vrt.read([1, 2, 3])
+    np.testing.assert_array_equal(fast, slow)
+    assert (fast[:, 17:, :] == 0).all() and (fast[:, :, 15:] == 0).all()
+    comp = LocalGeoTiffSource([str(path)]).composite(shifted, JULY)
+    assert comp.valid[:17, :15].all() and not comp.valid[17:].any() and not comp.valid[:, 15:].any()
+
+
+def test_nan_median_matches_numpy():
+    import warnings
+
+    from pipeline.sources.local import nan_median
+
+    rng = np.random.default_rng(1)
+    stack = rng.uniform(0, 1, (5, 3, 40, 40)).astype(np.float32)
+    stack[rng.uniform(size=stack.shape) < 0.4] = np.nan
+    stack[:, :, 0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(stack, axis=0)
+    np.testing.assert_allclose(nan_median(stack), expected, rtol=1e-6)
+
+
+def test_files_elsewhere_are_not_read(tmp_path):
+    far = Affine(10, 0, 700000, 0, -10, 5600000)  # 200 km away, same zone
+    write_s2(tmp_path / "far.tif", _refl(0.1), "2025-07-10", transform=far)
+    source = LocalGeoTiffSource([str(tmp_path / "far.tif")])
+    assert source.composite(GRID, JULY) is None
+    assert source.composite(ReadGrid("EPSG:32650", far, 20, 20), JULY).valid.all()
+
+
+def test_band_mapping_beyond_the_file_is_refused(tmp_path):
+    path = write_s2(tmp_path / "a.tif", _refl(0.1), "2025-07-10")
+    with pytest.raises(InputError, match=r"band index out of range \(B12: 12\)"):
+        inspect_file(path, bands={"B02": 1, "B03": 2, "B04": 3, "B08": 4, "B11": 5, "B12": 12})
+
+
+def test_tiff_datetime_is_not_taken_for_the_acquisition_date(tmp_path):
+    import rasterio
+
+    path = write_s2(tmp_path / "S2_L2A_20240708.tif", _refl(0.1), "")
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(TIFFTAG_DATETIME="2025:03:01 10:00:00")
+    assert inspect_file(path).when == date(2024, 7, 8)
+
+
+def test_dates_list_only_acquisitions_that_saw_the_grid(tmp_path):
+    write_s2(tmp_path / "a.tif", _refl(0.1), "2025-07-05", scl=np.full((20, 20), 4))
+    write_s2(tmp_path / "b.tif", _refl(0.1), "2025-07-15", scl=np.full((20, 20), 9))  # all cloud
+    comp = LocalGeoTiffSource([str(tmp_path / "*.tif"), str(tmp_path / "a.tif")]).composite(GRID, JULY)
+    assert comp.dates == [date(2025, 7, 5)]
+    assert comp.observations.max() == 1  # a.tif matched twice is still one acquisition
