@@ -14,7 +14,7 @@ import numpy as np
 from scipy.special import expit
 
 from detectors.bands import REFLECTANCE_BANDS, indices
-from detectors.categories import CATEGORY_IDS, Zone
+from detectors.categories import CATEGORY_IDS, CLASSIFIED_IDS, OTHER_ID, Zone
 from detectors.zones import restrict_to_zones
 
 #: Where rules overlap, the earlier category wins: a zone's own category is the most specific
@@ -81,20 +81,24 @@ class SpectralBaseline:
 
     def __init__(self, active: list[str] | None = None) -> None:
         chosen = CATEGORY_IDS if active is None else active
-        self.active = np.array([c in chosen for c in self.categories])
+        self.active = np.array([c in chosen for c in CLASSIFIED_IDS])
+        self.report_other = OTHER_ID in chosen
 
     def predict(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                 zones: dict[Zone, np.ndarray]) -> np.ndarray:
-        """Rule scores per category, tile by tile, restricted to each category's zone."""
+        """Rule scores per category, tile by tile, restricted to each category's zone; `other` is the
+        strongest rule that a supplied zone layer does not rule out, whether or not its category runs."""
         out = np.zeros((before.shape[0], len(self.categories), *before.shape[2:]), dtype=np.float32)
         for n in range(before.shape[0]):
             tile_zones = {z: m[n] for z, m in zones.items()}
             district = tile_zones.get(Zone.MINING_DISTRICT, np.ones(before.shape[2:], dtype=bool))
             scores = category_scores(np.nan_to_num(before[n]), np.nan_to_num(after[n]), district)
-            stack = np.stack([scores[c] for c in self.categories]).astype(np.float32)
+            stack = restrict_to_zones(np.stack([scores[c] for c in CLASSIFIED_IDS]).astype(np.float32),
+                                      CLASSIFIED_IDS, tile_zones)
+            if self.report_other:
+                out[n, -1] = stack.max(axis=0) * valid[n]
             stack[~self.active] = 0.0  # a category the run leaves out must not damp the others
-            stack = restrict_to_zones(stack, self.categories, tile_zones)
-            out[n] = apply_precedence(stack, self.categories) * valid[n]
+            out[n, :-1] = apply_precedence(stack, CLASSIFIED_IDS) * valid[n]
         return out
 
 

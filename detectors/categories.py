@@ -69,7 +69,8 @@ class Category:
         return f"{self.name_en} ({self.name_zh})"
 
 
-CATEGORIES: tuple[Category, ...] = (
+#: The eight categories a detector tells apart (and the simulator plants), in model-output order.
+CLASSIFIED: tuple[Category, ...] = (
     Category(
         "temporary_land", "TL", "Unreclaimed temporary land", "临时用地未复垦",
         Zone.EVERYWHERE, 2000.0, (PermitType.TEMPORARY_LAND,), TimeRule.ONGOING,
@@ -121,7 +122,20 @@ CATEGORIES: tuple[Category, ...] = (
     ),
 )
 
+#: A real change the evidence fits to no category, or whose category's zone is unknown, is never
+#: dropped: it is reported as `other`. Any valid approval covering it exempts it, since what it
+#: is, and so which approval it needs, is for a person to say.
+OTHER = Category(
+    "other", "OT", "Other land-surface change", "其他地表变化", Zone.EVERYWHERE, 5000.0, tuple(PermitType),
+    TimeRule.EVENT, "a land-surface change that fits no category here, or whose category's zone is unknown",
+    colour=(188, 189, 34),
+)
+OTHER_ID = OTHER.id
+
+#: Everything a run can report: the classified categories, then `other`.
+CATEGORIES: tuple[Category, ...] = (*CLASSIFIED, OTHER)
 CATEGORY_IDS: tuple[str, ...] = tuple(c.id for c in CATEGORIES)
+CLASSIFIED_IDS: tuple[str, ...] = tuple(c.id for c in CLASSIFIED)
 _BY_ID = {c.id: c for c in CATEGORIES}
 
 

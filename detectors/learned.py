@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.categories import CATEGORY_IDS, Zone
+from detectors.categories import CATEGORY_IDS, CLASSIFIED_IDS, OTHER_ID, Zone
 from detectors.features import FEATURE_NAMES, feature_stack, standardise
 from detectors.model_card import ModelCard, ModelError, sha256_of
 from detectors.zones import restrict_to_zones
@@ -51,7 +51,7 @@ def load_network(card_path: Path, device: str = "cpu"):  # -> (ModelCard, torch.
     if tuple(card.features) != FEATURE_NAMES:
         raise ModelError(f"{card_path}: the model reads features {card.features[:3]}…, this version of eoleads "
                            "makes a different stack; use the weights shipped with this version")
-    unknown = [c for c in card.categories if c not in CATEGORY_IDS]
+    unknown = [c for c in card.categories if c not in CLASSIFIED_IDS]
     if unknown:
         raise ModelError(f"{card_path}: field 'categories' has unknown categories {unknown}")
     net = card.architecture.build()
@@ -86,8 +86,9 @@ class SegmentationDetector:
         self.thresholds = {c: float(self.card.thresholds.get(c, 0.5)) for c in CATEGORY_IDS}
         chosen = CATEGORY_IDS if active is None else active
         self._out_index = [self.card.categories.index(c) + 1 if c in self.card.categories else -1
-                           for c in CATEGORY_IDS]
-        self._active = np.array([c in chosen and c in self.card.categories for c in CATEGORY_IDS])
+                           for c in CLASSIFIED_IDS]
+        self._active = np.array([c in chosen and c in self.card.categories for c in CLASSIFIED_IDS])
+        self._report_other = OTHER_ID in chosen
         self._mean = np.asarray(self.card.normalisation["mean"], dtype=np.float32)
         self._std = np.asarray(self.card.normalisation["std"], dtype=np.float32)
 
@@ -129,12 +130,17 @@ class SegmentationDetector:
 
     def predict(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                 zones: dict[Zone, np.ndarray]) -> np.ndarray:
-        """Per-category probabilities, zeroed outside each category's zone and for inactive categories."""
+        """Per-category probabilities, zeroed outside each category's zone and for inactive
+        categories; `other` is the probability of a change that no supplied zone layer rules out
+        (1 − background, less the categories whose known zone excludes the pixel)."""
         soft = self.probabilities(self.inputs(before, after, valid, zones))
         out = np.zeros((before.shape[0], len(CATEGORY_IDS), *before.shape[2:]), dtype=np.float32)
         for i, k in enumerate(self._out_index):
-            if k >= 0 and self._active[i]:
+            if k >= 0:
                 out[:, i] = soft[:, k]
         for n in range(out.shape[0]):
-            out[n] = restrict_to_zones(out[n], CATEGORY_IDS, {z: m[n] for z, m in zones.items()})
+            out[n, :-1] = restrict_to_zones(out[n, :-1], CLASSIFIED_IDS, {z: m[n] for z, m in zones.items()})
+        if self._report_other:
+            out[:, -1] = out[:, :-1].sum(axis=1)
+        out[:, :-1][:, ~self._active] = 0.0
         return out * valid[:, None]

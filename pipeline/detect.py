@@ -16,9 +16,10 @@ from detectors import load_detector
 from detectors.categories import CATEGORY_IDS
 from pipeline.atomic import atomic_path
 from pipeline.config import ZoneLayer
+from pipeline.detection.decision import decide
 from pipeline.detection.inference import predict_arrays
 from pipeline.detection.probabilities import write_probabilities
-from pipeline.detection.vectorize import decide, merge_across_cells, polygons_from_labels
+from pipeline.detection.vectorize import merge_across_cells, polygons_from_labels
 from pipeline.inputs.zones import load_zones
 from pipeline.sources.pair import read_pair
 

@@ -17,9 +17,10 @@ from detectors.categories import CATEGORY_IDS
 from detectors.interface import Detector
 from pipeline.atomic import write_json_atomic
 from pipeline.config import RunConfig
+from pipeline.detection.decision import decide
 from pipeline.detection.inference import predict_scene
 from pipeline.detection.probabilities import write_probabilities
-from pipeline.detection.vectorize import decide, merge_across_cells, polygons_from_labels
+from pipeline.detection.vectorize import merge_across_cells, polygons_from_labels
 from pipeline.errors import EoleadsError
 from pipeline.inputs.aoi import read_aoi
 from pipeline.inputs.grid import Cell, make_cells

@@ -23,15 +23,6 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 COLUMNS = ["cell_id", "category", "p_mean", "p_max", "n_px", "touches_edge", "before_dates", "after_dates"]
 
 
-def decide(probs: np.ndarray, categories: tuple[str, ...], thresholds: dict[str, float]) -> np.ndarray:
-    """Category index + 1 of each pixel (0 = no change): the most probable category above its threshold."""
-    thr = np.array([thresholds[c] for c in categories], dtype=np.float32)[:, None, None]
-    above = probs >= thr
-    labels = np.where(above, probs, -1.0).argmax(axis=0).astype(np.uint8) + 1
-    labels[~above.any(axis=0)] = 0
-    return labels
-
-
 def _touches_border(lab: np.ndarray, n: int, open_edge: np.ndarray | None = None) -> np.ndarray:
     """Which labels reach the raster's border or a pixel of `open_edge` (beyond which the change
     may go on: the neighbouring zone's side of a UTM boundary)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.categories import CATEGORY_IDS
+from detectors.categories import CLASSIFIED_IDS
 from detectors.features import CONTEXT_ZONES
 from pipeline.detection.inference import predict_arrays
 from pipeline.training.scenes import SceneArrays
@@ -27,19 +27,19 @@ def calibrate(detector, scenes: list[SceneArrays], progress: bool = True
     from tqdm import tqdm
 
     grid = np.round(np.arange(0.2, 0.91, 0.05), 2)
-    counts = np.zeros((len(CATEGORY_IDS), len(grid), 3))  # tp, fp, fn
+    counts = np.zeros((len(CLASSIFIED_IDS), len(grid), 3))  # tp, fp, fn
     for scene in tqdm(scenes, desc="calibrating thresholds", disable=not progress):
         probs = scene_probabilities(detector, scene)
         best = probs.argmax(axis=0)
         top = probs.max(axis=0)
-        for i in range(len(CATEGORY_IDS)):
+        for i in range(len(CLASSIFIED_IDS)):
             truth = scene.labels == i + 1
             mine = best == i
             for j, t in enumerate(grid):
                 pred = mine & (top >= t)
                 counts[i, j] += (np.sum(pred & truth), np.sum(pred & ~truth), np.sum(~pred & truth))
     thresholds, metrics = {}, {}
-    for i, cat in enumerate(CATEGORY_IDS):
+    for i, cat in enumerate(CLASSIFIED_IDS):
         tp, fp, fn = counts[i].T
         f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
         j = int(np.argmax(f1))

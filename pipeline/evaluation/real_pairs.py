@@ -10,7 +10,7 @@ import pandas as pd
 import rasterio
 from tqdm import tqdm
 
-from detectors.categories import CATEGORIES, CATEGORY_IDS, get_category
+from detectors.categories import CLASSIFIED, CLASSIFIED_IDS, get_category
 
 
 def flagged_on_real_pairs(detectors: list[str], pairs: Path, out: Path, held_out: tuple[str, ...],
@@ -33,7 +33,7 @@ def flagged_on_real_pairs(detectors: list[str], pairs: Path, out: Path, held_out
 
 
 #: What runs without zone layers, so implants of it can be found in a pair run without zones.
-ZONELESS = tuple(c.id for c in CATEGORIES if not c.needs_zone_layer)
+ZONELESS = tuple(c.id for c in CLASSIFIED if not c.needs_zone_layer)
 
 
 def implanted_recall(detectors: list[str], pairs: Path, out: Path, names: tuple[str, ...], count: int = 16,
@@ -68,7 +68,7 @@ def implanted_recall(detectors: list[str], pairs: Path, out: Path, names: tuple[
         objects, n = ndimage.label(labels > 0)
         pixel_m2 = abs(pair.grid.transform.a * pair.grid.transform.e)
         sizes = np.bincount(objects.ravel(), minlength=n + 1) * pixel_m2
-        cats = [CATEGORY_IDS[int(np.bincount(labels[objects == k]).argmax()) - 1] if k else "" for k in range(n + 1)]
+        cats = [CLASSIFIED_IDS[int(np.bincount(labels[objects == k]).argmax()) - 1] if k else "" for k in range(n + 1)]
         judged = [k for k in range(1, n + 1) if sizes[k] >= get_category(cats[k]).min_area_m2]  # above the unit
         near_implants = ndimage.binary_dilation(labels > 0, iterations=2)
         for detector in detectors:

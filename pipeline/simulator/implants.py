@@ -16,7 +16,7 @@ from affine import Affine
 from scipy import ndimage
 
 from detectors.bands import indices
-from detectors.categories import CATEGORY_IDS, get_category
+from detectors.categories import CLASSIFIED_IDS, get_category
 from detectors.features import CONTEXT_ZONES, UNKNOWN_ZONE
 from pipeline.simulator.fields import SHAPES
 from pipeline.simulator.landscape import SimulationGrid
@@ -47,7 +47,7 @@ def _start_masks(before: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def implant(before: np.ndarray, after: np.ndarray, rng: np.random.Generator, count: int,
-            categories: tuple[str, ...] = CATEGORY_IDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            categories: tuple[str, ...] = CLASSIFIED_IDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Up to `count` changes of `categories` implanted into the after chip (bands, H, W).
 
     Returns the new after chip, labels (H, W; 0 background, 1 + category index) and zone
@@ -77,7 +77,7 @@ def implant(before: np.ndarray, after: np.ndarray, rng: np.random.Generator, cou
         surface = str(rng.choice(SURFACE_CHOICES[cat]))
         spectrum = toa_reflectance(surface_spectrum(surface, rng), turbidity)[:, None, None]
         out = (1 - frac) * out + frac * spectrum * texture
-        labels[frac >= 0.5] = CATEGORY_IDS.index(cat) + 1
+        labels[frac >= 0.5] = CLASSIFIED_IDS.index(cat) + 1
         zone = get_category(cat).zone
         if zone in CONTEXT_ZONES and (cat in _ZONE_ALWAYS or rng.random() < 0.5):
             region = ndimage.binary_dilation(frac > 0, iterations=int(rng.integers(5, 40)))

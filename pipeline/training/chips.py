@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from detectors.categories import CATEGORY_IDS
+from detectors.categories import CLASSIFIED_IDS
 from detectors.features import CONTEXT_ZONES, UNKNOWN_ZONE, feature_stack
 from pipeline.simulator.implants import implant
 from pipeline.training.scenes import SceneArrays
@@ -43,7 +43,7 @@ class ChipSampler:
         self.scenes, self.real_pairs, self.size, self.rng = scenes, real_pairs, size, rng
         self.real_fraction = real_fraction if real_pairs else 0.0
         # every change object, by category: (scene index, row, col) of its bounding box's centre
-        self.objects: dict[int, list[tuple[int, int, int]]] = {k: [] for k in range(1, len(CATEGORY_IDS) + 1)}
+        self.objects: dict[int, list[tuple[int, int, int]]] = {k: [] for k in range(1, len(CLASSIFIED_IDS) + 1)}
         for s, scene in enumerate(scenes):
             for k in self.objects:
                 comps, _ = ndimage.label(scene.labels == k)

@@ -20,7 +20,7 @@ import rasterio
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from detectors.categories import CATEGORY_IDS
+from detectors.categories import CLASSIFIED_IDS
 from detectors.features import CONTEXT_ZONES
 from pipeline.atomic import atomic_path
 from pipeline.config import DateRange
@@ -41,7 +41,7 @@ class SceneArrays:
     after: np.ndarray
     valid: np.ndarray  # (H, W) bool
     zones: np.ndarray  # (len(CONTEXT_ZONES), H, W) uint8
-    labels: np.ndarray  # (H, W) uint8: 0 background, 1 + index in CATEGORY_IDS
+    labels: np.ndarray  # (H, W) uint8: 0 background, 1 + index in CLASSIFIED_IDS
     distractors: np.ndarray  # (H, W) bool: changes that are not leads
 
     @classmethod
@@ -97,7 +97,7 @@ def make_scene(folder: Path, seed: int, settings: SceneSettings) -> Path:
     after = source.composite(grid, DateRange(start=min(tl.after), end=max(tl.after)))
     truth = gpd.read_file(sim.truth, layer="changes")
     labels = np.zeros((grid.height, grid.width), dtype=np.uint8)
-    for k, cat in enumerate(CATEGORY_IDS, start=1):
+    for k, cat in enumerate(CLASSIFIED_IDS, start=1):
         labels[grid.mask(list(truth.geometry[truth.category == cat]))] = k
     distractors = grid.mask(list(gpd.read_file(sim.truth, layer="distractors").geometry))
     zone_table = gpd.read_file(sim.zones)

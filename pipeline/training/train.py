@@ -18,7 +18,7 @@ import numpy as np
 
 from detectors import DEFAULT_MODEL
 from detectors.bands import REFLECTANCE_BANDS
-from detectors.categories import CATEGORY_IDS
+from detectors.categories import CLASSIFIED_IDS
 from detectors.features import FEATURE_NAMES, SPECTRAL_CHANNELS, standardise
 from detectors.learned import WEIGHTS_DIR, SegmentationDetector, pick_device
 from detectors.model_card import Architecture, ModelCard, sha256_of
@@ -53,7 +53,7 @@ class TrainingRecipe:
 
     def architecture(self) -> Architecture:
         return Architecture(arch=self.arch, encoder=self.encoder, encoder_depth=self.encoder_depth,
-                            options=self.options, in_channels=len(FEATURE_NAMES), classes=1 + len(CATEGORY_IDS))
+                            options=self.options, in_channels=len(FEATURE_NAMES), classes=1 + len(CLASSIFIED_IDS))
 
     def signature(self) -> str:
         """What a checkpoint must match to be resumed (everything but when to stop)."""
@@ -140,7 +140,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
     opt = torch.optim.AdamW(net.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.learning_rate, total_steps=recipe.steps,
                                                 pct_start=0.1)
-    class_weights = torch.tensor([1.0] + [3.0] * len(CATEGORY_IDS), device=device)
+    class_weights = torch.tensor([1.0] + [3.0] * len(CLASSIFIED_IDS), device=device)
     step, losses = 0, []
     if checkpoint.exists():
         ckpt = torch.load(checkpoint, weights_only=False, map_location=device)
@@ -187,8 +187,8 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
         architecture=recipe.architecture(), input_bands=list(REFLECTANCE_BANDS),
         radiometry="surface (L2A) or top-of-atmosphere (L1C) reflectance as 0..1 floats; the source applies "
                    "each file's scale (QUANTIFICATION_VALUE) and offset (BOA_/RADIO_ADD_OFFSET) before the model",
-        features=list(FEATURE_NAMES), normalisation=stats, categories=list(CATEGORY_IDS),
-        thresholds=dict.fromkeys(CATEGORY_IDS, 0.5), weights_file=f"{recipe.name}.safetensors", weights_sha256="",
+        features=list(FEATURE_NAMES), normalisation=stats, categories=list(CLASSIFIED_IDS),
+        thresholds=dict.fromkeys(CLASSIFIED_IDS, 0.5), weights_file=f"{recipe.name}.safetensors", weights_sha256="",
     )
     thresholds, val_metrics = calibrate(SegmentationDetector(card, net, "cpu"), validation, progress)
     out.mkdir(parents=True, exist_ok=True)

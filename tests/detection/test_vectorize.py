@@ -3,7 +3,8 @@ import pytest
 from affine import Affine
 
 from detectors.categories import CATEGORY_IDS, get_category
-from pipeline.detection.vectorize import decide, merge_across_cells, polygons_from_labels
+from pipeline.detection.decision import decide
+from pipeline.detection.vectorize import merge_across_cells, polygons_from_labels
 
 CATS = CATEGORY_IDS
 MINE = CATS.index("mine")

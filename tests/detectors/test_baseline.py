@@ -4,9 +4,9 @@ import pytest
 from detectors.bands import REFLECTANCE_BANDS
 from detectors.baseline import SpectralBaseline
 from detectors.categories import CATEGORY_IDS, Zone
+from pipeline.detection.decision import decide
 from pipeline.detection.inference import predict_scene
 from pipeline.detection.tiling import Tiling
-from pipeline.detection.vectorize import decide
 from pipeline.errors import InputError
 from pipeline.simulator.spectra import surface_spectra
 from pipeline.sources.scene import Composite, ReadGrid, Scene

@@ -12,7 +12,7 @@ import pytest
 
 from detectors import DEFAULT_MODEL
 from detectors.bands import REFLECTANCE_BANDS
-from detectors.categories import CATEGORY_IDS, Zone
+from detectors.categories import CATEGORY_IDS, CLASSIFIED_IDS, Zone
 from detectors.features import CONTEXT_ZONES, FEATURE_NAMES, UNKNOWN_ZONE, feature_stack
 from detectors.learned import WEIGHTS_DIR, SegmentationDetector
 from detectors.model_card import ModelCard, ModelError
@@ -104,7 +104,7 @@ def test_model_card_round_trips(tmp_path: Path) -> None:
     copy.write_text(card.to_json(), encoding="utf-8")
     assert ModelCard.read(copy) == card
     assert card.input_bands == list(REFLECTANCE_BANDS)
-    assert card.categories == list(CATEGORY_IDS)
+    assert card.categories == list(CLASSIFIED_IDS)
     assert card.features == list(FEATURE_NAMES)
     assert len(card.normalisation["mean"]) == FEATURE_NAMES.index("valid")
 

@@ -4,7 +4,7 @@ import geopandas as gpd
 import numpy as np
 import rasterio
 
-from detectors.categories import CATEGORY_IDS
+from detectors.categories import CLASSIFIED_IDS
 from pipeline.simulator.writer import PERMIT_COLUMNS_ZH
 
 
@@ -25,7 +25,7 @@ def test_imagery_is_l2a_like(demo_run):
 
 def test_every_category_is_planted_with_permit_scenarios(demo_run):
     truth = gpd.read_file(demo_run / "inputs" / "truth.gpkg", layer="changes")
-    assert set(truth.category) == set(CATEGORY_IDS)
+    assert set(truth.category) == set(CLASSIFIED_IDS)
     assert {"no_permit", "permitted", "partly_covered", "outside_boundary", "expired", "reclamation_overdue",
             "wrong_type"} <= set(truth.scenario)
     distractors = gpd.read_file(demo_run / "inputs" / "truth.gpkg", layer="distractors")
