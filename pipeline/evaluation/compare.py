@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detectors.categories import CLASSIFIED_IDS
 from detectors.features import FEATURE_NAMES
 from detectors.model_card import ModelCard
 from pipeline.training.train import TrainingRecipe, train
@@ -47,11 +48,11 @@ def compare(data: Path, real_pairs: Path | None, steps: int, out: Path, retrain:
     rows = []
     for name, card_path in cards:
         card = ModelCard.read(card_path)
-        f1 = {c: m["f1"] for c, m in card.metrics["validation_pixel"].items()}
+        f1 = {c: m["object_f1"] for c, m in card.metrics["validation_objects"].items() if c in CLASSIFIED_IDS}
         rows.append({"candidate": name, "params_M": round(_params(card_path) / 1e6, 2),
                      "weights_MB": round(card.weights_path(card_path).stat().st_size / 1e6, 1),
                      "cpu_ms_per_tile": round(time_forward(card_path), 1),
-                     "val_pixel_f1_mean": round(float(np.mean(list(f1.values()))), 3),
+                     "val_object_f1_mean": round(float(np.mean(list(f1.values()))), 3),
                      **{f"f1_{c}": v for c, v in f1.items()}})
     return rows
 

@@ -23,7 +23,7 @@ from detectors.features import FEATURE_NAMES, SPECTRAL_CHANNELS, standardise
 from detectors.learned import WEIGHTS_DIR, SegmentationDetector, pick_device
 from detectors.model_card import Architecture, ModelCard, sha256_of
 from pipeline.atomic import atomic_path, write_text_atomic
-from pipeline.evaluation.calibration import calibrate
+from pipeline.evaluation.calibration import calibrate, judge_scene
 from pipeline.training.chips import ChipSampler
 from pipeline.training.scenes import SceneArrays, make_scenes
 from pipeline.training.splits import HELD_OUT_PAIRS, TRAIN_SEEDS, VALIDATION_SEEDS
@@ -190,7 +190,9 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
         features=list(FEATURE_NAMES), normalisation=stats, categories=list(CLASSIFIED_IDS),
         thresholds=dict.fromkeys(CLASSIFIED_IDS, 0.5), weights_file=f"{recipe.name}.safetensors", weights_sha256="",
     )
-    thresholds, val_metrics = calibrate(SegmentationDetector(card, net, "cpu"), validation, progress)
+    detector = SegmentationDetector(card, net, "cpu")
+    judged = [judge_scene(detector, s) for s in tqdm(validation, desc="calibrating", disable=not progress)]
+    thresholds, val_metrics = calibrate(judged)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / card.weights_file
     with atomic_path(weights) as tmp:
@@ -204,7 +206,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
                                                    for i in range(0, len(losses), 100)],
                      "trained_on": f"{platform.machine()}, torch {torch.__version__}",
                      "date": datetime.now(UTC).date().isoformat()},
-        "metrics": {"validation_pixel": val_metrics},
+        "metrics": {"validation_objects": val_metrics},
         "versions": _versions(),
     })
     card_path = out / f"{recipe.name}.json"
