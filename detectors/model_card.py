@@ -40,10 +40,37 @@ class Architecture(BaseModel):
                                 classes=self.classes, **self.options)
 
 
+#: The card format this code writes; older cards are upgraded on reading (see UPGRADES).
+CARD_VERSION = 2
+
+
+def _v1_to_v2(card: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 cards had no version or licence, and no threshold for the any-change band: such a
+    model's `other` band is read at the default threshold."""
+    thresholds = card.get("thresholds")
+    if isinstance(thresholds, dict):  # anything else is left for validation to name
+        thresholds = {"other": 0.5, **thresholds}
+    return {**card, "card_version": 2, "licence": card.get("licence", "unstated"), "thresholds": thresholds}
+
+
+#: Upgraders from each old card version to the next, applied in turn when a card is read.
+UPGRADES = {1: _v1_to_v2}
+
+
+def upgrade(card: dict[str, Any]) -> dict[str, Any]:
+    """A card of any earlier version in the current format."""
+    version = int(card.get("card_version", 1))
+    while version < CARD_VERSION:
+        card = UPGRADES[version](card)
+        version = int(card["card_version"])
+    return card
+
+
 class ModelCard(BaseModel):
     """What `weights/<name>.json` states about `weights/<name>.safetensors`."""
 
     model_config = ConfigDict(extra="forbid")
+    card_version: int = CARD_VERSION
     name: str
     description: str
     architecture: Architecture
@@ -58,14 +85,23 @@ class ModelCard(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     weights_file: str
     weights_sha256: str
+    licence: str = Field("Apache-2.0", description="licence of the weights")
 
     @classmethod
     def read(cls, path: Path) -> ModelCard:
         """Read and validate a card; errors name the file and the field."""
         try:
-            return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ModelError(f"{path}: model card not found; give weights/<name>.json or a path to one") from None
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{path}: not valid JSON ({exc}); restore the card from the repository") from None
+        if not isinstance(raw, dict) or int(raw.get("card_version", 1)) > CARD_VERSION:
+            raise ModelError(f"{path}: field 'card_version': a card of a newer eoleads (version "
+                             f"{raw.get('card_version') if isinstance(raw, dict) else '?'}, this reads up to "
+                             f"{CARD_VERSION}); upgrade eoleads") from None
+        try:
+            return cls.model_validate(upgrade(raw))
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])

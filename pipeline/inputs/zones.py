@@ -10,7 +10,7 @@ import shapely
 from shapely import STRtree
 from shapely.geometry import box
 
-from detectors.categories import Zone, get_category
+from detectors.categories import OTHER_ID, Zone, get_category
 from pipeline.config import ZoneLayer
 from pipeline.errors import InputError
 from pipeline.inputs.vectors import read_vector, repair_polygons
@@ -79,7 +79,9 @@ def load_zones(layers: list[ZoneLayer], categories: list[str]) -> Zones:
             continue
         if get_category(cat).needs_zone_layer:
             zones.switched_off.add(cat)
-            zones.notes.append(f"no '{zone.value}' zone supplied: category '{cat}' was not run "
+            fallback = ("its changes are reported as 'other'" if OTHER_ID in categories
+                        else "and 'other' is off, so its changes are not reported")
+            zones.notes.append(f"no '{zone.value}' zone supplied: category '{cat}' was not run, {fallback} "
                                "(add a zone layer for it, see docs/configuration.md)")
         else:
             zones.notes.append(f"no '{zone.value}' zone supplied: category '{cat}' applies wherever its rule's "

@@ -205,3 +205,20 @@ def test_asking_for_a_gpu_that_is_not_there_is_a_clear_error() -> None:
         pytest.skip("this machine has a GPU")
     with pytest.raises(ModelError, match="device 'cuda'"):
         SegmentationDetector.load(SHIPPED, device="cuda")
+
+
+def test_a_version_1_card_is_upgraded_and_a_newer_one_refused(tmp_path: Path) -> None:
+    import json
+
+    from detectors.model_card import CARD_VERSION
+
+    card = json.loads((WEIGHTS_DIR / f"{DEFAULT_MODEL}.json").read_text(encoding="utf-8"))
+    old = {k: v for k, v in card.items() if k not in ("card_version", "licence")}
+    old["thresholds"] = {k: v for k, v in old["thresholds"].items() if k != "other"}
+    (tmp_path / "v1.json").write_text(json.dumps(old), encoding="utf-8")
+    upgraded = ModelCard.read(tmp_path / "v1.json")
+    assert upgraded.card_version == CARD_VERSION and upgraded.licence == "unstated"
+    assert upgraded.thresholds["other"] == 0.5
+    (tmp_path / "v9.json").write_text(json.dumps({**card, "card_version": 9}), encoding="utf-8")
+    with pytest.raises(ModelError, match="card_version"):
+        ModelCard.read(tmp_path / "v9.json")
