@@ -31,10 +31,12 @@ test-fast: lint
 bench: venv
 	$(PY) -m pipeline.evaluation.bench --out docs/benchmarks.md
 
-# Optional: a folder of real Sentinel-2 pairs (<name>/before.tif, after.tif) to implant changes into
-# and to measure false alarms on; the shipped model was trained with one (see docs/models.md).
+# Optional: folders of real Sentinel-2 pairs, read in place. REAL_PAIRS: <name>/before.tif, after.tif
+# (implants, false alarms); LABELLED_PAIRS: the same plus change.tif (real change, whole cities held
+# out). The shipped model was trained with both (see docs/models.md).
 REAL_PAIRS ?=
-REAL_ARG = $(if $(REAL_PAIRS),--real-pairs $(REAL_PAIRS))
+LABELLED_PAIRS ?=
+REAL_ARG = $(if $(REAL_PAIRS),--real-pairs $(REAL_PAIRS)) $(if $(LABELLED_PAIRS),--labelled-pairs $(LABELLED_PAIRS))
 
 train: venv
 	$(VENV)/bin/eoleads train $(REAL_ARG)

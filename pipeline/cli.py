@@ -145,24 +145,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
         recipe = replace(recipe, steps=args.steps)
     if args.seed is not None:
         recipe = replace(recipe, seed=args.seed)
-    real = Path(args.real_pairs) if args.real_pairs else None
-    if real is not None and not real.is_dir():
-        from pipeline.errors import InputError
-
-        raise InputError(real, None, "not a folder", "give a folder of <name>/before.tif, <name>/after.tif pairs")
-    card = train(recipe, Path(args.data), real, Path(args.out), progress=not args.quiet, workers=args.workers,
-                 device=args.device)
+    real, labelled = _pair_folder(args.real_pairs), _pair_folder(args.labelled_pairs)
+    card = train(recipe, Path(args.data), real, labelled, Path(args.out), progress=not args.quiet,
+                 workers=args.workers, device=args.device)
     print(f"model written: {card} and {card.with_suffix('.safetensors')}")
     return 0
+
+
+def _pair_folder(text: str | None) -> Path | None:
+    """A folder of pair folders given on the command line, checked before any work starts."""
+    if not text:
+        return None
+    if not Path(text).is_dir():
+        from pipeline.errors import InputError
+
+        raise InputError(Path(text), None, "not a folder",
+                         "give a folder of <name>/before.tif, after.tif (and change.tif for labelled pairs)")
+    return Path(text)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.evaluation.evaluate import evaluate_detectors, score_run
 
     if args.held_out:
-        real = Path(args.real_pairs) if args.real_pairs else None
         evaluate_detectors([d.strip() for d in args.detectors.split(",")], Path(args.out), args.scenes,
-                           args.demo_seeds, real, args.write_docs, progress=not args.quiet)
+                           args.demo_seeds, _pair_folder(args.real_pairs), _pair_folder(args.labelled_pairs),
+                           args.write_docs, progress=not args.quiet)
         return 0
     if not args.run:
         from pipeline.errors import InputError
@@ -210,7 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detectors", default=f"baseline,{DEFAULT_MODEL}", help="comma-separated detectors")
     p.add_argument("--scenes", type=int, default=5, help="number of held-out scenes (default: 5)")
     p.add_argument("--demo-seeds", action="store_true", help="also score the demo scene with seeds 7, 11, 23, 31, 43")
-    p.add_argument("--real-pairs", help="folder of real pairs (<name>/before.tif, after.tif) to measure false alarms")
+    p.add_argument("--real-pairs", help="folder of unlabelled real pairs (<name>/before.tif, after.tif): implants "
+                   "into the held-out ones, and the area flagged on them")
+    p.add_argument("--labelled-pairs", help="folder of labelled real pairs (<name>/before.tif, after.tif, change.tif): "
+                   "real change on the cities held out of training, against a change-vector-analysis floor")
     p.add_argument("--out", default="runs/evaluation", help="folder for runs and tables (default: runs/evaluation)")
     p.add_argument("--write-docs", action="store_true",
                    help="write the tables into docs/models.md and the models' cards")
@@ -239,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(an interrupted run resumes), calibrate thresholds on validation scenes and "
                                    "write weights/<name>.safetensors and its model card.")
     p.add_argument("--data", default="build/training", help="cache of scenes and checkpoints (default: build/training)")
-    p.add_argument("--real-pairs", help="folder of real pairs to implant changes into (optional)")
+    p.add_argument("--real-pairs", help="folder of unlabelled real pairs to implant real surfaces into (optional)")
+    p.add_argument("--labelled-pairs", help="folder of labelled real pairs (with change.tif) to learn real change "
+                   "from, whole cities held out (optional)")
     p.add_argument("--out", default="weights", help="where to write weights and card (default: weights)")
     p.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     p.add_argument("--seed", type=int, help="seed (default: the recipe's)")

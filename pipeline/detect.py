@@ -22,6 +22,7 @@ from pipeline.detection.probabilities import write_probabilities
 from pipeline.detection.vectorize import merge_across_cells, polygons_from_labels
 from pipeline.inputs.zones import load_zones
 from pipeline.sources.pair import read_pair
+from pipeline.sources.scene import ReadGrid
 
 
 @dataclass
@@ -33,6 +34,7 @@ class DetectResult:
     polygons: gpd.GeoDataFrame
     notes: list[str]
     seen_m2: float  # ground seen on both dates, the denominator of any rate per area
+    grid: ReadGrid  # the before image's, on which everything was detected
 
 
 def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers: list[ZoneLayer] | None = None,
@@ -64,4 +66,4 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
     with atomic_path(changes) as tmp:
         polys.to_file(tmp, layer="changes", driver="GPKG", engine="pyogrio")
     seen_m2 = float(valid.sum()) * abs(grid.transform.a * grid.transform.e)
-    return DetectResult(probability, changes, polys, zones.notes, seen_m2)
+    return DetectResult(probability, changes, polys, zones.notes, seen_m2, grid)

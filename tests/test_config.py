@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from detectors.categories import CATEGORY_IDS
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
 
@@ -27,7 +28,7 @@ def test_valid_config_resolves_paths_relative_to_the_file(tmp_path):
     assert cfg.aoi == [tmp_path / "aoi.geojson"]
     assert cfg.output == tmp_path / "out"
     assert cfg.source.paths == [str(tmp_path / "imagery/*.tif")]
-    assert len(cfg.categories) == 8
+    assert cfg.categories == list(CATEGORY_IDS)  # the eight and other
 
 
 def test_toml_config_is_read(tmp_path):

@@ -22,6 +22,7 @@ from detectors.interface import Detector
 from pipeline.detection.decision import decide
 from pipeline.detection.inference import predict_arrays
 from pipeline.evaluation.objects import Counts, count
+from pipeline.sources.labelled import LabelledPair
 from pipeline.training.scenes import SceneArrays
 
 GRID: tuple[float, ...] = tuple(np.round(np.arange(0.2, 0.91, 0.1), 2).tolist())
@@ -57,6 +58,12 @@ def judge_scene(detector: Detector, scene: SceneArrays) -> Judged:
     """Whole-scene probabilities of a simulated scene, tiled as in a run, with its planted truth."""
     probs, _ = predict_arrays(scene.before, scene.after, scene.valid, scene_zones(scene), detector)
     return Judged(probs, scene.labels, scene.valid)
+
+
+def judge_pair(detector: Detector, pair: LabelledPair) -> Judged:
+    """Probabilities of a labelled real pair with no zones, as `detect` sees it, with its change label."""
+    probs, _ = predict_arrays(pair.before, pair.after, pair.valid, {}, detector)
+    return Judged(probs, pair.change, pair.valid, category_known=False)
 
 
 def category_counts(items: Sequence[Judged], thresholds: dict[str, float], category: str) -> Counts:

@@ -1,4 +1,4 @@
-"""Training chips: balanced draws from simulated scenes and implanted real pairs.
+"""Training chips from the simulated scenes: balanced draws, and the augmentation every chip gets.
 
 Chips are centred on a change object chosen category first, then object (so small and dark
 changes, and rare categories, are seen as often as big bright ones), on a distractor (a change
@@ -15,8 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from detectors.categories import CLASSIFIED_IDS
-from detectors.features import CONTEXT_ZONES, UNKNOWN_ZONE, feature_stack
-from pipeline.simulator.implants import implant
+from detectors.features import CONTEXT_ZONES, UNKNOWN_ZONE
 from pipeline.training.scenes import SceneArrays
 
 #: Where a simulated chip is centred: on a change, on a distractor, anywhere.
@@ -36,12 +35,10 @@ class Chip:
 
 
 class ChipSampler:
-    """Draws chips from simulated scenes and, if given, real pairs (reflectance, valid) to implant into."""
+    """Draws chips from simulated scenes."""
 
-    def __init__(self, scenes: list[SceneArrays], real_pairs: list[tuple[np.ndarray, np.ndarray]],
-                 size: int, rng: np.random.Generator, real_fraction: float = 0.3) -> None:
-        self.scenes, self.real_pairs, self.size, self.rng = scenes, real_pairs, size, rng
-        self.real_fraction = real_fraction if real_pairs else 0.0
+    def __init__(self, scenes: list[SceneArrays], size: int, rng: np.random.Generator) -> None:
+        self.scenes, self.size, self.rng = scenes, size, rng
         # every change object, by category: (scene index, row, col) of its bounding box's centre
         self.objects: dict[int, list[tuple[int, int, int]]] = {k: [] for k in range(1, len(CLASSIFIED_IDS) + 1)}
         for s, scene in enumerate(scenes):
@@ -90,30 +87,6 @@ class ChipSampler:
                 zones[j] = UNKNOWN_ZONE
         return Chip(scene.before[(slice(None), *win)], scene.after[(slice(None), *win)], scene.valid[win],
                     zones, scene.labels[win])
-
-    def real(self) -> Chip:
-        rng = self.rng
-        before, after = self.real_pairs[rng.integers(len(self.real_pairs))]
-        _, h, w = before.shape
-        r0, c0 = int(rng.integers(h - self.size + 1)), int(rng.integers(w - self.size + 1))
-        win = (slice(None), slice(r0, r0 + self.size), slice(c0, c0 + self.size))
-        b, a = before[win], after[win]
-        valid = np.isfinite(b).all(axis=0) & np.isfinite(a).all(axis=0)
-        a, labels, zones = implant(b, a, rng, count=int(rng.integers(0, 4)))
-        return Chip(b, a, valid, zones, labels * valid)
-
-    def chip(self) -> Chip:
-        chip = self.real() if self.rng.random() < self.real_fraction else self.simulated()
-        return augment(chip, self.rng)
-
-    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Feature stacks (n, features, size, size) (not yet standardised) and labels (n, size, size)."""
-        chips = [self.chip() for _ in range(n)]
-        x = np.concatenate([feature_stack(c.before[None], c.after[None], c.valid[None],
-                                          {z: c.zones[j][None] for j, z in enumerate(CONTEXT_ZONES)})
-                            for c in chips])
-        y = np.stack([c.labels.astype(np.int64) for c in chips])
-        return x, y
 
 
 def augment(chip: Chip, rng: np.random.Generator) -> Chip:

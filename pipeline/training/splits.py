@@ -14,3 +14,12 @@ HELD_OUT_SEEDS = tuple(range(3000, 3005))
 DEMO_SEEDS = (7, 11, 23, 31, 43)
 #: Real pairs kept out of training, to measure false alarms on real imagery the model never saw.
 HELD_OUT_PAIRS = ("montpellier", "norcia", "valencia")
+#: Real pairs with no labels that training may implant into.
+TRAIN_PAIRS = ("brasilia", "chongqing", "dubai", "lasvegas", "milano", "rio", "saclay_w")
+#: Labelled real cities in folds of (trained on, held out); whole cities, never parts. The shipped
+#: model is trained on the first fold; the second shows the figures are not one lucky split.
+CITY_FOLDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "A": (("beirut", "cupertino", "nantes", "pisa"), ("hongkong", "rennes")),
+    "B": (("hongkong", "rennes", "nantes", "pisa"), ("beirut", "cupertino")),
+}
+SHIPPED_FOLD = "A"

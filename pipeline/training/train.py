@@ -23,10 +23,14 @@ from detectors.features import FEATURE_NAMES, SPECTRAL_CHANNELS, standardise
 from detectors.learned import WEIGHTS_DIR, SegmentationDetector, pick_device
 from detectors.model_card import Architecture, ModelCard, sha256_of
 from pipeline.atomic import atomic_path, write_text_atomic
-from pipeline.evaluation.calibration import calibrate, judge_scene
+from pipeline.evaluation.calibration import calibrate, judge_pair, judge_scene
+from pipeline.simulator.real_texture import TextureBank
+from pipeline.sources.labelled import LabelledPair, load_labelled_pairs
 from pipeline.training.chips import ChipSampler
+from pipeline.training.real_chips import Mixture, RealChangeSampler, load_unlabelled
 from pipeline.training.scenes import SceneArrays, make_scenes
-from pipeline.training.splits import HELD_OUT_PAIRS, TRAIN_SEEDS, VALIDATION_SEEDS
+from pipeline.training.splits import CITY_FOLDS, SHIPPED_FOLD, TRAIN_PAIRS, TRAIN_SEEDS, VALIDATION_SEEDS
+from pipeline.training.targets import CHANGED_ANY
 
 
 @dataclass
@@ -44,10 +48,12 @@ class TrainingRecipe:
     chip_size: int = 96
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
-    real_fraction: float = 0.3
+    mixture: Mixture = field(default_factory=Mixture)
+    partial_weight: float = 1.0  # weight of a "changed, category unknown" pixel against a category pixel
     train_scenes: tuple[int, ...] = TRAIN_SEEDS
     validation_scenes: tuple[int, ...] = VALIDATION_SEEDS
-    held_out_pairs: tuple[str, ...] = HELD_OUT_PAIRS
+    city_fold: str = SHIPPED_FOLD
+    train_pairs: tuple[str, ...] = TRAIN_PAIRS
     checkpoint_every: int = 100
     stop_after: int | None = None  # stop early (an interruption), the schedule still spans `steps`
 
@@ -60,24 +66,7 @@ class TrainingRecipe:
         return json.dumps({k: v for k, v in asdict(self).items() if k != "stop_after"}, sort_keys=True)
 
 
-def load_real_pairs(folder: Path | None, exclude: tuple[str, ...]) -> tuple[list[tuple[np.ndarray, np.ndarray]],
-                                                                             list[str]]:
-    """Reflectance of every pair folder (before.tif, after.tif) not excluded; none if no folder."""
-    from pipeline.sources.pair import read_pair
-
-    if folder is None or not Path(folder).is_dir():
-        return [], []
-    pairs, names = [], []
-    for d in sorted(p for p in Path(folder).iterdir() if (p / "before.tif").exists() and (p / "after.tif").exists()):
-        if d.name in exclude:
-            continue
-        pair = read_pair(d / "before.tif", d / "after.tif")
-        pairs.append((pair.before, pair.after))
-        names.append(d.name)
-    return pairs, names
-
-
-def normalisation(sampler: ChipSampler, chips: int = 96) -> dict[str, list[float]]:
+def normalisation(sampler: RealChangeSampler, chips: int = 96) -> dict[str, list[float]]:
     """Mean and std of the spectral feature channels over valid pixels of sampled chips."""
     x, _ = sampler.batch(chips)
     valid = x[:, FEATURE_NAMES.index("valid")] > 0
@@ -85,24 +74,68 @@ def normalisation(sampler: ChipSampler, chips: int = 96) -> dict[str, list[float
     return {"mean": values.mean(axis=1).round(6).tolist(), "std": (values.std(axis=1) + 1e-6).round(6).tolist()}
 
 
-def _loss(logits, target, weights):
+def _loss(logits, target, weights, partial_weight: float = 1.0):
+    """Weighted cross-entropy plus soft Dice over the categories present in the batch.
+
+    Targets holding only full labels (0 background, 1.. categories) take the shipped recipe's
+    loss unchanged; targets with CHANGED_ANY or IGNORE pixels take `_partial_loss`.
+    """
+    import torch.nn.functional as F
+
+    if bool((target > len(CLASSIFIED_IDS)).any()):
+        return _partial_loss(logits, target, weights, partial_weight)
+    ce = F.cross_entropy(logits, target, weight=weights)
+    return ce + _dice(logits, target, None)
+
+
+def _dice(logits, target, known):
+    """Soft Dice over the categories present, on pixels whose category is known (all if `known` is None)."""
     import torch
     import torch.nn.functional as F
 
-    ce = F.cross_entropy(logits, target, weight=weights)
     probs = torch.softmax(logits, dim=1)[:, 1:]
     onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
+    if known is not None:
+        probs = probs * known[:, None]
+        onehot = onehot * known[:, None]
     inter = (probs * onehot).sum(dim=(0, 2, 3))
     denom = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
     present = onehot.sum(dim=(0, 2, 3)) > 0
     dice = 1 - (2 * inter + 1) / (denom + 1)
-    return ce + (dice[present].mean() if present.any() else 0.0 * ce)
+    return dice[present].mean() if present.any() else 0.0 * logits.sum()
 
 
-def train(recipe: TrainingRecipe, data: Path, real_pairs: Path | None = None, out: Path = WEIGHTS_DIR,
-          progress: bool = True, workers: int = 2, device: str = "auto") -> Path:
-    """Simulate (or reuse) the recipe's scenes, fit, calibrate, and write `out/<name>.safetensors`
-    and `out/<name>.json`; returns the card path."""
+def _partial_loss(logits, target, weights, partial_weight: float = 1.0):
+    """Cross-entropy where the category is known, −log p_change where only "changed" is known,
+    nothing where IGNORE; one weighted mean over all supervised pixels, plus Dice on known ones.
+
+    A CHANGED_ANY pixel weighs as much as a category pixel (the mean category weight) times
+    `partial_weight`; unchanged pixels of labelled cities are plain background (−log p_bg).
+    """
+    import torch
+
+    known = target < CHANGED_ANY
+    changed = target == CHANGED_ANY
+    t = torch.where(known, target, torch.zeros_like(target))
+    logp = torch.log_softmax(logits, dim=1)
+    nll_known = -logp.gather(1, t[:, None])[:, 0]
+    nll_changed = -torch.logsumexp(logp[:, 1:], dim=1)
+    w_known = weights[t] * known
+    w_changed = weights[1:].mean() * partial_weight * changed
+    ce = ((w_known * nll_known).sum() + (w_changed * nll_changed).sum()) / (w_known.sum() + w_changed.sum()
+                                                                            ).clamp_min(1e-6)
+    return ce + _dice(logits, t, known.float())
+
+
+def train(recipe: TrainingRecipe, data: Path, real_pairs: Path | None = None, labelled_pairs: Path | None = None,
+          out: Path = WEIGHTS_DIR, progress: bool = True, workers: int = 2, device: str = "auto") -> Path:
+    """Simulate (or reuse) the recipe's scenes, read the real pairs (never copied), fit, calibrate,
+    and write `out/<name>.safetensors` and `out/<name>.json`; returns the card path.
+
+    `real_pairs` holds unlabelled pairs (`<name>/before.tif, after.tif`) to implant into, of which
+    the recipe's `train_pairs` are used; `labelled_pairs` holds labelled cities
+    (`<name>/…, change.tif`), of which the recipe's fold trains and the rest stay unseen.
+    """
     from tqdm import tqdm
 
     scene_dir = Path(data) / "scenes"
@@ -110,24 +143,32 @@ def train(recipe: TrainingRecipe, data: Path, real_pairs: Path | None = None, ou
     val_paths = make_scenes(scene_dir, recipe.validation_scenes, workers)
     scenes = [SceneArrays.load(p) for p in tqdm(train_paths, desc="loading scenes", disable=not progress)]
     validation = [SceneArrays.load(p) for p in val_paths]
-    pairs, pair_names = load_real_pairs(real_pairs, recipe.held_out_pairs)
-    return fit(recipe, scenes, validation, pairs, Path(data) / f"{recipe.name}.checkpoint.pt", Path(out),
-               {"real_pairs": pair_names}, progress, device)
+    city_names = CITY_FOLDS[recipe.city_fold][0] if labelled_pairs else ()
+    cities = list(load_labelled_pairs(labelled_pairs, city_names).values()) if labelled_pairs else []
+    pair_names = tuple(n for n in recipe.train_pairs if real_pairs and (Path(real_pairs) / n).is_dir())
+    backgrounds = load_unlabelled(real_pairs, pair_names) if real_pairs else []
+    return fit(recipe, scenes, validation, cities, backgrounds, Path(data) / f"{recipe.name}.checkpoint.pt",
+               Path(out), {"real_pairs": list(pair_names), "labelled_cities": list(city_names)}, progress, device)
 
 
-def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[SceneArrays],
-        pairs: list[tuple[np.ndarray, np.ndarray]], checkpoint: Path, out: Path, provenance: dict | None = None,
-        progress: bool = True, device: str = "cpu") -> Path:
-    """The training loop on given scenes, resumable from `checkpoint`; writes weights and card into `out`.
+def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[SceneArrays], cities: list[LabelledPair],
+        backgrounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]], checkpoint: Path, out: Path,
+        provenance: dict | None = None, progress: bool = True, device: str = "cpu") -> Path:
+    """The training loop, resumable from `checkpoint`; writes weights and card into `out`.
 
-    On CUDA the forward pass runs under bf16 autocast in channels_last; the weights stay fp32.
+    Thresholds are calibrated on the validation scenes and the training cities (never held-out
+    ones). On CUDA the forward pass runs under bf16 autocast in channels_last; the weights stay fp32.
     """
     import torch
     from safetensors.torch import save_file
     from tqdm import tqdm
 
     torch.manual_seed(recipe.seed)
-    sampler = ChipSampler(scenes, pairs, recipe.chip_size, np.random.default_rng(recipe.seed), recipe.real_fraction)
+    rng = np.random.default_rng(recipe.seed)
+    images = [(b, v) for b, _, v in backgrounds] + [(c.before, c.valid) for c in cities]
+    bank = TextureBank.build(images, cities, np.random.default_rng([recipe.seed, 1]))
+    sampler = RealChangeSampler(ChipSampler(scenes, recipe.chip_size, rng) if scenes else None, cities, backgrounds,
+                                bank, recipe.chip_size, rng, recipe.mixture)
     stats = normalisation(sampler.with_rng(np.random.default_rng(recipe.seed + 1)))
     mean = np.asarray(stats["mean"], dtype=np.float32)
     std = np.asarray(stats["std"], dtype=np.float32)
@@ -167,7 +208,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
         xt = torch.from_numpy(standardise(x, mean, std)).to(device)  # as the detector does at run time
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             logits = net(xt.contiguous(memory_format=torch.channels_last) if cuda else xt)
-        loss = _loss(logits.float(), torch.from_numpy(y).to(device), class_weights)
+        loss = _loss(logits.float(), torch.from_numpy(y).to(device), class_weights, recipe.partial_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -192,6 +233,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
     )
     detector = SegmentationDetector(card, net, "cpu")
     judged = [judge_scene(detector, s) for s in tqdm(validation, desc="calibrating", disable=not progress)]
+    judged += [judge_pair(detector, c) for c in cities]
     thresholds, val_metrics = calibrate(judged)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / card.weights_file

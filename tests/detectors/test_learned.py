@@ -47,7 +47,7 @@ TINY = TrainingRecipe(name="tiny", steps=24, batch_size=4, chip_size=64, learnin
 def _fit(tmp: Path, recipe: TrainingRecipe = TINY) -> Path:
     rng = np.random.default_rng(0)
     scenes = [tiny_scene(rng) for _ in range(3)]
-    return fit(recipe, scenes, [tiny_scene(rng)], [], tmp / "ckpt.pt", tmp / "weights", progress=False)
+    return fit(recipe, scenes, [tiny_scene(rng)], [], [], tmp / "ckpt.pt", tmp / "weights", progress=False)
 
 
 def test_feature_stack_marks_unknown_zones_and_hides_unseen_pixels() -> None:

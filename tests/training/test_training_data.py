@@ -10,7 +10,9 @@ import pytest
 from detectors.categories import CATEGORY_IDS
 from detectors.features import CONTEXT_ZONES, UNKNOWN_ZONE
 from pipeline.simulator.implants import implant
+from pipeline.simulator.real_texture import TextureBank
 from pipeline.training.chips import ChipSampler
+from pipeline.training.real_chips import Mixture, RealChangeSampler
 from pipeline.training.scenes import SceneArrays, make_scene, settings_for
 from tests.detectors.test_learned import tiny_scene
 
@@ -53,12 +55,14 @@ def test_implants_start_where_their_category_can_and_carry_their_zone() -> None:
 
 def test_chips_are_balanced_over_categories() -> None:
     rng = np.random.default_rng(0)
-    sampler = ChipSampler([tiny_scene(rng) for _ in range(4)], [], 48, np.random.default_rng(1))
+    sampler = ChipSampler([tiny_scene(rng) for _ in range(4)], 48, np.random.default_rng(1))
     seen = {k: 0 for k in (1, 8)}
     for _ in range(120):
         chip = sampler.simulated()
         for k in seen:
             seen[k] += int((chip.labels == k).any())
     assert min(seen.values()) > 30  # both planted categories turn up in many chips
-    x, y = sampler.batch(4)
+    mixed = RealChangeSampler(sampler, [], [], TextureBank.build([], [], rng), 48, np.random.default_rng(2),
+                              Mixture())
+    x, y = mixed.batch(4)  # with only simulated scenes, every chip is simulated
     assert x.shape == (4, 38, 48, 48) and y.shape == (4, 48, 48) and y.dtype == np.int64
