@@ -43,14 +43,17 @@ def time_forward(card_path: Path, device: str = "cpu", batch: int = 8, tile: int
 def compare(data: Path, real_pairs: Path | None, labelled_pairs: Path | None, steps: int | None, out: Path,
             retrain: bool = True) -> list[dict]:
     """Train every candidate with the shipped recipe, changing only the architecture (and `steps`
-    if given), or reuse the candidates in `out`; return one row of measurements per candidate:
+    if given), reusing a candidate already trained in `out` unless `retrain`; return one row of
+    measurements per candidate:
     real change on the labelled cities held out of training (when given), simulated validation
     scores, size and CPU time. Timings are taken after all training, on a quiet machine."""
     cards = []
     for name, arch in CANDIDATES.items():
         recipe = replace(TrainingRecipe(), name=f"candidate-{name}", **arch, **({"steps": steps} if steps else {}))
-        cards.append((name, train(recipe, data, real_pairs, labelled_pairs, out=out) if retrain
-                      else out / f"{recipe.name}.json"))
+        card = out / f"{recipe.name}.json"
+        if retrain or not card.exists():
+            card = train(recipe, data, real_pairs, labelled_pairs, out=out)
+        cards.append((name, card))
     held = CITY_FOLDS[SHIPPED_FOLD][1]
     rows = []
     for name, card_path in cards:
@@ -91,10 +94,10 @@ def main() -> None:
     parser.add_argument("--labelled-pairs", type=Path)
     parser.add_argument("--steps", type=int, help="training steps (default: the shipped recipe's)")
     parser.add_argument("--out", type=Path, default=Path("docs/models.md"))
-    parser.add_argument("--timings-only", action="store_true", help="reuse trained candidates, measure again")
+    parser.add_argument("--retrain", action="store_true", help="train again the candidates already in the data folder")
     args = parser.parse_args()
     rows = compare(args.data, args.real_pairs, args.labelled_pairs, args.steps, args.data / "candidates",
-                   retrain=not args.timings_only)
+                   retrain=args.retrain)
     table = markdown_table(rows)
     section = (f"{BEGIN}\nMeasured {datetime.now(UTC).date().isoformat()} on {machine()}: each candidate trained "
                f"with the shipped recipe on the same data, only the architecture differs; held-out cities as in "
