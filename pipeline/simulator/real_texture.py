@@ -33,6 +33,10 @@ SURFACES: tuple[str, ...] = ("bare_soil", "construction", "road", "water", "dark
 SURFACE_CATEGORY: dict[str, str | None] = {"bare_soil": "temporary_land", "construction": "temporary_land",
                                            "road": "temporary_land", "water": None, "dark_soil": None,
                                            "coal": "mine", "bright_rock": "mine"}
+#: Temporary land means vegetation stripped bare: a bare surface pasted over ground that was not
+#: vegetated (a city block built over) is a change of unknown category, so the real textures do
+#: not teach temporary land something the simulator's temporary land is not.
+VEGETATED_NDVI = 0.3
 #: With their zone supplied as context, ponds and dark soil become zoned categories.
 SURFACE_ZONED: dict[str, tuple[str, ...]] = {"water": ("black_soil",), "dark_soil": ("black_soil", "grassland")}
 #: Whose real texture a surface borrows when it is not selected by index itself.
@@ -187,8 +191,10 @@ def paste_surface(after: np.ndarray, labels: np.ndarray, zones: np.ndarray, surf
             patch = (patch - m_p[:, None, None]) * scale[:, None, None] + (m_p + a * (m_r - m_p))[:, None, None]
         if np.linalg.norm(patch[:, core].mean(axis=1) - target[:, core].mean(axis=1)) < min_contrast:
             continue
-        after[(slice(None), *sl)] = (1 - alpha) * target + alpha * np.clip(patch, 0.0, 1.0)
         cat = SURFACE_CATEGORY[surface]
+        if cat == "temporary_land" and float(indices(target[:, core])["ndvi"].mean()) < VEGETATED_NDVI:
+            cat = None  # built or bare ground made over: a change, but not vegetation stripped bare
+        after[(slice(None), *sl)] = (1 - alpha) * target + alpha * np.clip(patch, 0.0, 1.0)
         zoned = SURFACE_ZONED.get(surface, ())
         if zoned and rng.random() < 0.5:  # the zone is supplied: the change gets its zoned category
             cat = str(rng.choice(zoned))

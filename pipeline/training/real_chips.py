@@ -40,9 +40,9 @@ def load_unlabelled(folder: Path, names: tuple[str, ...]) -> list[tuple[np.ndarr
 class Mixture:
     """Shares of chip sources in a batch (they need not sum to 1; they are normalised)."""
 
-    simulated: float = 0.35
-    labelled: float = 0.35
-    implanted: float = 0.30
+    simulated: float = 0.5
+    labelled: float = 0.3
+    implanted: float = 0.2
     texture_share: float = 0.6  # implants into real pairs: share pasted from real textures (rest: simulator spectra)
     labelled_implants: float = 0.3  # labelled-city chips that also get 1–2 real-texture implants
 
@@ -123,6 +123,12 @@ class RealChangeSampler:
                                                    ndimage.binary_dilation(labels > 0, iterations=3) | ~valid)
         labels = np.where(valid, labels, IGNORE).astype(np.uint8)
         return Chip(b.astype(np.float32), a.astype(np.float32), valid, zones, labels)
+
+    def simulated_only(self) -> RealChangeSampler:
+        """The same sampler drawing simulated chips only (with the same generator)."""
+        other = copy.copy(self)
+        other.shares = np.array([1.0, 0.0, 0.0])
+        return other
 
     def chip(self) -> Chip:
         kind = self.rng.choice(3, p=self.shares)

@@ -43,7 +43,10 @@ class TrainingRecipe:
     encoder_depth: int = 5
     options: dict = field(default_factory=dict)
     seed: int = 0
-    steps: int = 5000
+    steps: int = 6000
+    #: The first steps learn the categories on simulated chips alone; the real-change mixture
+    #: follows, so real textures refine the model instead of unsettling what the categories are.
+    simulated_only_steps: int = 3000
     batch_size: int = 12
     chip_size: int = 96
     learning_rate: float = 3e-3
@@ -169,6 +172,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
     bank = TextureBank.build(images, cities, np.random.default_rng([recipe.seed, 1]))
     sampler = RealChangeSampler(ChipSampler(scenes, recipe.chip_size, rng) if scenes else None, cities, backgrounds,
                                 bank, recipe.chip_size, rng, recipe.mixture)
+    first = sampler.simulated_only() if scenes else sampler
     stats = normalisation(sampler.with_rng(np.random.default_rng(recipe.seed + 1)))
     mean = np.asarray(stats["mean"], dtype=np.float32)
     std = np.asarray(stats["std"], dtype=np.float32)
@@ -204,7 +208,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
     net.train()
     bar = tqdm(total=recipe.steps, initial=step, desc=f"training {recipe.name}", unit="step", disable=not progress)
     while step < min(recipe.steps, recipe.stop_after or recipe.steps):
-        x, y = sampler.batch(recipe.batch_size)
+        x, y = (first if step < recipe.simulated_only_steps else sampler).batch(recipe.batch_size)
         xt = torch.from_numpy(standardise(x, mean, std)).to(device)  # as the detector does at run time
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             logits = net(xt.contiguous(memory_format=torch.channels_last) if cuda else xt)
