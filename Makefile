@@ -38,8 +38,11 @@ REAL_PAIRS ?=
 LABELLED_PAIRS ?=
 REAL_ARG = $(if $(REAL_PAIRS),--real-pairs $(REAL_PAIRS)) $(if $(LABELLED_PAIRS),--labelled-pairs $(LABELLED_PAIRS))
 
+# auto: the GPU when torch sees one (bf16 autocast, channels_last), else the CPU
+TRAIN_DEVICE ?= auto
+
 train: venv
-	$(VENV)/bin/eoleads train $(REAL_ARG)
+	$(VENV)/bin/eoleads train --device $(TRAIN_DEVICE) $(REAL_ARG)
 
 compare-models: venv
 	$(PY) -m pipeline.evaluation.compare $(REAL_ARG)
