@@ -14,6 +14,7 @@ from detectors.categories import CLASSIFIED_IDS
 from detectors.features import FEATURE_NAMES
 from detectors.model_card import ModelCard
 from pipeline.evaluation.real_change import labelled_cities
+from pipeline.sources.labelled import load_labelled_pairs
 from pipeline.training.splits import CITY_FOLDS, SHIPPED_FOLD
 from pipeline.training.train import TrainingRecipe, train
 
@@ -65,7 +66,8 @@ def compare(data: Path, real_pairs: Path | None, labelled_pairs: Path | None, st
                "cpu_ms_per_tile": round(time_forward(card_path), 1),
                "val_field_f1_mean": round(float(np.mean(list(f1.values()))), 3)}
         if labelled_pairs:
-            c = labelled_cities([str(card_path)], labelled_pairs, held, out / "cities" / name, progress=False).iloc[-1]
+            pairs = load_labelled_pairs(labelled_pairs, held)
+            c = labelled_cities([str(card_path)], labelled_pairs, pairs, out / "cities" / name, progress=False).iloc[-1]
             row.update({"held-out cities px F1": c.pixel_f1, "obj R ≥0.5 ha": c.object_recall})
         rows.append(row)
     return rows

@@ -22,6 +22,7 @@ from pipeline.evaluation.real_pairs import flagged_on_real_pairs
 from pipeline.evaluation.report import markdown_table, write_json, write_section
 from pipeline.evaluation.scores import score_leads
 from pipeline.sources.labelled import load_labelled_pairs
+from pipeline.training.real_chips import load_unlabelled
 from pipeline.training.splits import CITY_FOLDS, DEMO_SEEDS, HELD_OUT_PAIRS, HELD_OUT_SEEDS, SHIPPED_FOLD
 
 BEGIN, END = "<!-- models:evaluation:begin -->", "<!-- models:evaluation:end -->"
@@ -164,14 +165,15 @@ def evaluate_detectors(detectors: list[str], out: Path, scenes: int = len(HELD_O
         write_json(ev.demo, out / "demo_scenes.json")
         print(f"\n{ev.demo[SHOWN].to_string(index=False)}")
     held_cities = CITY_FOLDS[SHIPPED_FOLD][1]
-    cities = list(load_labelled_pairs(labelled_pairs, held_cities).values()) if labelled_pairs else []
+    cities = load_labelled_pairs(labelled_pairs, held_cities) if labelled_pairs else {}
     if labelled_pairs:
-        ev.cities = labelled_cities(detectors, Path(labelled_pairs), held_cities, out / "cities", progress)
+        ev.cities = labelled_cities(detectors, Path(labelled_pairs), cities, out / "cities", progress)
         write_json(ev.cities, out / "cities.json")
         print(f"\n{ev.cities.to_string(index=False)}")
     if real_pairs:
-        bank = evaluation_bank(Path(real_pairs), HELD_OUT_PAIRS, cities)
-        ev.implants = implanted_pairs(detectors, Path(real_pairs), HELD_OUT_PAIRS, bank, out / "implants", progress)
+        unseen = dict(zip(HELD_OUT_PAIRS, load_unlabelled(Path(real_pairs), HELD_OUT_PAIRS), strict=True))
+        bank = evaluation_bank(unseen, list(cities.values()))
+        ev.implants = implanted_pairs(detectors, Path(real_pairs), unseen, bank, out / "implants", progress)
         ev.real = flagged_on_real_pairs(detectors, Path(real_pairs), out / "real_pairs", HELD_OUT_PAIRS, progress)
         write_json(ev.implants, out / "implants.json")
         write_json(ev.real, out / "real_pairs.json")

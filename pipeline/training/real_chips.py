@@ -26,8 +26,11 @@ from pipeline.sources.pair import read_pair
 from pipeline.training.chips import Chip, ChipSampler, augment
 from pipeline.training.targets import CHANGED_ANY, IGNORE
 
+#: One unlabelled real pair: before and after reflectance (bands, H, W), seen on both dates (H, W).
+Background = tuple[np.ndarray, np.ndarray, np.ndarray]
 
-def load_unlabelled(folder: Path, names: tuple[str, ...]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+
+def load_unlabelled(folder: Path, names: tuple[str, ...]) -> list[Background]:
     """(before, after, valid) reflectance of unlabelled real pairs, read in place."""
     out = []
     for n in names:

@@ -10,6 +10,8 @@ import rasterio
 from pipeline.evaluation.objects import count
 from pipeline.evaluation.real_change import CVA, implanted_pairs, labelled_cities, otsu_threshold
 from pipeline.simulator.real_texture import TextureBank
+from pipeline.sources.labelled import load_labelled_pairs
+from pipeline.training.real_chips import load_unlabelled
 from tests.conftest import ORIGIN, write_s2
 from tests.training.test_real_chips import BARE, VEG, _textured
 
@@ -51,7 +53,8 @@ def _city(folder: Path, rng: np.random.Generator) -> Path:
 
 def test_labelled_cities_score_detect_and_the_floor(tmp_path: Path) -> None:
     _city(tmp_path / "cities", np.random.default_rng(0))
-    table = labelled_cities(["baseline"], tmp_path / "cities", ("steppe",), tmp_path / "out", progress=False)
+    pairs = load_labelled_pairs(tmp_path / "cities", ("steppe",))
+    table = labelled_cities(["baseline"], tmp_path / "cities", pairs, tmp_path / "out", progress=False)
     assert set(table.detector) == {"baseline", CVA}
     for row in table.itertuples():
         assert row.objects == 1 and row.found == 1, row  # both see a plain bright change on steppe
@@ -62,7 +65,8 @@ def test_implants_into_an_unseen_pair_are_counted_per_surface(tmp_path: Path) ->
     rng = np.random.default_rng(1)
     city = _city(tmp_path / "pairs", rng)
     bank = TextureBank.build([(_textured(BARE, rng), np.ones((128, 128), bool))], [], rng)
-    table = implanted_pairs(["baseline"], city.parent, ("steppe",), bank, tmp_path / "out", progress=False)
+    pairs = dict(zip(("steppe",), load_unlabelled(city.parent, ("steppe",)), strict=True))
+    table = implanted_pairs(["baseline"], city.parent, pairs, bank, tmp_path / "out", progress=False)
     assert set(table.detector) == {"baseline", CVA}
     row = table[table.detector == "baseline"].iloc[0]
     assert 0.0 <= row["all"] <= 1.0 and np.isfinite(row["false_alarm_ha_per_km2"])
