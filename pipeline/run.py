@@ -76,7 +76,8 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
     probs = probs[(slice(None), *core)]
     valid = scene.valid[core]
     with timer("vectorize"):
-        in_aoi = ReadGrid(cell.crs, cell.transform(), cell.size_px, cell.size_px).mask([cell.aoi_part])
+        core_grid = ReadGrid(cell.crs, cell.transform(), cell.size_px, cell.size_px)
+        in_aoi = core_grid.mask([cell.aoi_part])
         thresholds = {**detector.thresholds, **config.detection.thresholds}
         labels = decide(probs, detector.categories, thresholds)
         labels[~(in_aoi & valid)] = 0
@@ -84,8 +85,7 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
         polys = polygons_from_labels(labels, probs, detector.categories, cell.transform(), cell.crs, cell.id,
                                      cell.resolution, dates, outside=~in_aoi)
     with timer("write cells"):
-        write_probabilities(staging / "probabilities.tif", probs, valid,
-                            ReadGrid(cell.crs, cell.transform(), cell.size_px, cell.size_px), detector.categories)
+        write_probabilities(staging / "probabilities.tif", probs, valid, core_grid, detector.categories)
         polys.to_file(staging / "detections.gpkg", layer="detections", driver="GPKG", engine="pyogrio")
     aoi_px = int(in_aoi.sum())
     record.update(tiles=stats.tiles, tiles_without_data=stats.tiles_without_data, detections=len(polys),
