@@ -31,6 +31,20 @@ class PermitType(StrEnum):
     WETLAND_USE = "wetland_use"
 
 
+#: Permit types as a Chinese register names them (the demo's register uses these values).
+PERMIT_TYPES_ZH: dict[str, str] = {
+    PermitType.TEMPORARY_LAND.value: "临时用地", PermitType.MINING.value: "采矿许可",
+    PermitType.FOREST_USE.value: "林地使用", PermitType.GRASSLAND_USE.value: "草原征占用",
+    PermitType.SAND_MINING.value: "河道采砂", PermitType.CONSTRUCTION.value: "建设用地",
+    PermitType.WETLAND_USE.value: "湿地占用"}
+
+
+def permit_name_zh(permit_type: str, permit_id: str) -> str:
+    """"临时用地许可 LS-2021-001": the type in Chinese, ending in 许可 once."""
+    kind = PERMIT_TYPES_ZH.get(permit_type, permit_type)
+    return f"{kind if kind.endswith('许可') else kind + '许可'} {permit_id}"
+
+
 class TimeRule(StrEnum):
     """When a permit must be valid to exempt a change.
 

@@ -4,13 +4,17 @@ Log-ratios of each band make a dark-on-dark change (coal on dark soil, a dark ro
 land) as visible as a bright one; indices of both dates spare a small model from learning them.
 Context zones are channels valued 1 inside, 0 outside and 0.5 where no layer was supplied, so
 one model serves users with and without zone layers.
+
+The stack is built with torch (`feature_tensor`), on whichever device the tiles are: on a GPU
+the features and their standardisation cost no host time. `feature_stack` is the same for
+numpy arrays (training, tests).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from detectors.bands import REFLECTANCE_BANDS, indices
+from detectors.bands import REFLECTANCE_BANDS, band_index
 from detectors.categories import Zone
 
 INDEX_NAMES: tuple[str, ...] = ("ndvi", "ndwi", "mndwi", "nbr", "bsi", "brightness")
@@ -29,24 +33,37 @@ FEATURE_NAMES: tuple[str, ...] = (
 SPECTRAL_CHANNELS = FEATURE_NAMES.index("valid")
 
 
-def feature_stack(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
-                  zones: dict[Zone, np.ndarray]) -> np.ndarray:
-    """(N, features, H, W) float32 from (N, bands, H, W) reflectance, (N, H, W) masks and zones."""
-    before = np.nan_to_num(before.astype(np.float32, copy=False))
-    after = np.nan_to_num(after.astype(np.float32, copy=False))
-    n, _, h, w = before.shape
-    out = np.empty((n, len(FEATURE_NAMES), h, w), dtype=np.float32)
-    nb = len(REFLECTANCE_BANDS)
+def _ratio(a, b):  # torch tensors -> torch tensor
+    """Normalised difference (a - b) / (a + b), 0 where the sum vanishes (as detectors.bands.indices)."""
+    import torch
+
+    den = a + b
+    return torch.where(den.abs() > 1e-6, (a - b) / torch.where(den.abs() > 1e-6, den, 1.0), 0.0)
+
+
+def _index_tensors(stack) -> list:  # (N, bands, H, W) tensor -> list of (N, H, W), in INDEX_NAMES order
+    """The indices of INDEX_NAMES, formulas as in detectors.bands.indices (a test holds them equal)."""
+    b02, b03, b04, b08, b11, b12 = (stack[:, band_index(b)] for b in REFLECTANCE_BANDS)
+    return [_ratio(b08, b04), _ratio(b03, b08), _ratio(b03, b11), _ratio(b08, b12),
+            _ratio(b11 + b04, b08 + b02), stack.mean(dim=1)]
+
+
+def feature_tensor(before, after, valid, zones: dict):  # torch tensors -> torch tensor
+    """(N, features, H, W) float32 from (N, bands, H, W) reflectance, (N, H, W) masks and zones,
+    all torch tensors on one device."""
+    import torch
+
+    before = torch.nan_to_num(before.float(), nan=0.0)
+    after = torch.nan_to_num(after.float(), nan=0.0)
+    n, nb, h, w = before.shape
+    out = torch.empty((n, len(FEATURE_NAMES), h, w), dtype=torch.float32, device=before.device)
     out[:, :nb] = before
     out[:, nb:2 * nb] = after
-    out[:, 2 * nb:3 * nb] = np.log((np.clip(after, 0, None) + _DARK) / (np.clip(before, 0, None) + _DARK))
-    ib, ia = indices(np.moveaxis(before, 1, 0)), indices(np.moveaxis(after, 1, 0))
+    out[:, 2 * nb:3 * nb] = torch.log((after.clamp(min=0) + _DARK) / (before.clamp(min=0) + _DARK))
     k = 3 * nb
-    for name in INDEX_NAMES:
-        out[:, k] = ib[name]
-        out[:, k + len(INDEX_NAMES)] = ia[name]
-        k += 1
-    k += len(INDEX_NAMES)
+    out[:, k:k + len(INDEX_NAMES)] = torch.stack(_index_tensors(before), dim=1)
+    out[:, k + len(INDEX_NAMES):k + 2 * len(INDEX_NAMES)] = torch.stack(_index_tensors(after), dim=1)
+    k += 2 * len(INDEX_NAMES)
     out[:, k] = valid
     for j, zone in enumerate(CONTEXT_ZONES, start=k + 1):
         out[:, j] = zones[zone] if zone in zones else UNKNOWN_ZONE
@@ -54,7 +71,17 @@ def feature_stack(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     return out
 
 
-def standardise(stack: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def feature_stack(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
+                  zones: dict[Zone, np.ndarray]) -> np.ndarray:
+    """`feature_tensor` of numpy arrays, as a numpy array."""
+    import torch
+
+    return feature_tensor(torch.from_numpy(np.ascontiguousarray(before)), torch.from_numpy(np.ascontiguousarray(after)),
+                          torch.from_numpy(np.ascontiguousarray(valid)),
+                          {z: torch.from_numpy(np.ascontiguousarray(m)) for z, m in zones.items()}).numpy()
+
+
+def standardise(stack, mean, std):  # numpy arrays or torch tensors alike
     """Scale the spectral channels by the model's statistics, in place."""
     stack[:, :SPECTRAL_CHANNELS] -= mean[None, :, None, None]
     stack[:, :SPECTRAL_CHANNELS] /= std[None, :, None, None]

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.categories import CATEGORY_IDS, CLASSIFIED_IDS, OTHER_ID, Zone
-from detectors.features import FEATURE_NAMES, feature_stack, standardise
+from detectors.categories import CATEGORY_IDS, CLASSIFIED_IDS, OTHER_ID, Zone, get_category
+from detectors.features import FEATURE_NAMES, feature_stack, feature_tensor, standardise
 from detectors.model_card import ModelCard, ModelError, sha256_of
-from detectors.zones import restrict_to_zones
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -33,16 +32,43 @@ def resolve_card(name_or_path: str) -> Path:
     return card
 
 
+#: What to do about weights that cannot be used: they and their card travel together.
+_RESTORE = "restore the weights and their card from weights/ in the repository, or retrain with `make train`"
+
+
+def _read_weights(weights: Path, card_path: Path) -> dict:
+    """The tensors of a safetensors file; a damaged one is named, whatever hash its card records."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(weights)
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"{weights}: not a whole safetensors file ({exc}), although its sha256 matches "
+                         f"{card_path}: the card was written for a damaged or truncated copy; {_RESTORE}") from None
+
+
+def _check_fits(net, tensors: dict, weights: Path, card_path: Path) -> None:
+    """Refuse weights whose tensors are not those of the card's architecture, naming the first misfits."""
+    expected = net.state_dict()
+    misfits = [f"{k} is missing" for k in expected if k not in tensors]
+    misfits += [f"{k} is not in the architecture" for k in tensors if k not in expected]
+    misfits += [f"{k} has shape {tuple(tensors[k].shape)}, the architecture {tuple(v.shape)}"
+                for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    if misfits:
+        raise ModelError(f"{weights}: {len(misfits)} tensor(s) do not fit the architecture in {card_path} "
+                         f"({'; '.join(misfits[:3])}{'; …' if len(misfits) > 3 else ''}): the weights belong to "
+                         f"another model; {_RESTORE}")
+
+
 def load_network(card_path: Path, device: str = "cpu"):  # -> (ModelCard, torch.nn.Module)
     """The card and its network with verified weights, in eval mode on `device`."""
     import torch
-    from safetensors.torch import load_file
 
     card = ModelCard.read(card_path)
     weights = card.weights_path(card_path)
     if not weights.exists():
-        raise ModelError(f"{weights}: weights file named by {card_path} is missing; "
-                           "restore it from the repository or retrain with `make train`")
+        raise ModelError(f"{weights}: weights file named by {card_path} is missing; {_RESTORE}")
     digest = sha256_of(weights)
     if digest != card.weights_sha256:
         raise ModelError(f"{weights}: sha256 {digest[:12]}… does not match {card_path} "
@@ -54,8 +80,10 @@ def load_network(card_path: Path, device: str = "cpu"):  # -> (ModelCard, torch.
     unknown = [c for c in card.categories if c not in CLASSIFIED_IDS]
     if unknown:
         raise ModelError(f"{card_path}: field 'categories' has unknown categories {unknown}")
+    tensors = _read_weights(weights, card_path)
     net = card.architecture.build()
-    net.load_state_dict(load_file(weights), strict=True)
+    _check_fits(net, tensors, weights, card_path)
+    net.load_state_dict(tensors, strict=True)
     net.eval().to(device)
     if device.startswith("cuda"):
         net = net.to(memory_format=torch.channels_last)
@@ -80,6 +108,7 @@ class SegmentationDetector:
                  card_path: Path | None = None) -> None:
         self.device, self.card, self.net, self.card_path = device, card, net, card_path
         self.autocast = True  # on CUDA; off to compare against fp32
+        self.precision = "auto"  # on CUDA: "auto" (bf16 where supported, else fp16), "bf16", "fp16" or "fp32"
         self.name = self.card.name
         self.bands = tuple(self.card.input_bands)
         self.categories = CATEGORY_IDS
@@ -99,48 +128,81 @@ class SegmentationDetector:
         card, net = load_network(card_path, device)
         return cls(card, net, device, active, Path(card_path))
 
-    def inputs(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
-               zones: dict[Zone, np.ndarray]) -> np.ndarray:
-        """The standardised feature stack the network reads."""
-        return standardise(feature_stack(before, after, valid, zones), self._mean, self._std)
+    def compile(self) -> None:
+        """Compile the network with torch.compile (slow to start, faster per tile on a GPU)."""
+        import torch
 
-    def probabilities(self, stack: np.ndarray) -> np.ndarray:
-        """Softmax (N, 1 + categories, H, W) of a standardised feature stack.
+        self.net = torch.compile(self.net)
+
+    def _autocast_dtype(self):  # -> torch.dtype | None
+        """The reduced precision the forward pass runs in: only on CUDA, per `precision`."""
+        import torch
+
+        if not (self.device.startswith("cuda") and self.autocast) or self.precision == "fp32":
+            return None
+        if self.precision == "fp16" or (self.precision == "auto" and not torch.cuda.is_bf16_supported()):
+            return torch.float16
+        return torch.bfloat16
+
+    def _softmax(self, x):  # torch tensor on self.device -> torch tensor
+        """Softmax (N, 1 + categories, H, W) of a standardised feature tensor.
 
         Tiles whose sides are not multiples of the encoder's stride (small images, scene edges)
         are padded by repeating their edge, and the padding is cropped off the answer.
         """
         import torch
 
-        h, w = stack.shape[-2:]
+        h, w = x.shape[-2:]
         stride = 2 ** self.card.architecture.encoder_depth
-        pad = ((0, 0), (0, 0), (0, -h % stride), (0, -w % stride))
-        if any(p[1] for p in pad):
-            stack = np.pad(stack, pad, mode="edge")
-        x = torch.from_numpy(stack).to(self.device)
+        if h % stride or w % stride:
+            x = torch.nn.functional.pad(x, (0, -w % stride, 0, -h % stride), mode="replicate")
         with torch.inference_mode():
+            dtype = self._autocast_dtype()
             if self.device.startswith("cuda"):
                 x = x.contiguous(memory_format=torch.channels_last)
-                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-                with torch.autocast("cuda", dtype=dtype, enabled=self.autocast):
-                    logits = self.net(x)
-            else:
+            with torch.autocast("cuda", dtype=dtype or torch.float16, enabled=dtype is not None):
                 logits = self.net(x)
-            return torch.softmax(logits.float(), dim=1)[..., :h, :w].cpu().numpy()
+            return torch.softmax(logits.float(), dim=1)[..., :h, :w]
+
+    def inputs(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
+               zones: dict[Zone, np.ndarray]) -> np.ndarray:
+        """The standardised feature stack the network reads."""
+        return standardise(feature_stack(before, after, valid, zones), self._mean, self._std)
+
+    def probabilities(self, stack: np.ndarray) -> np.ndarray:
+        """Softmax (N, 1 + categories, H, W) of a standardised feature stack."""
+        import torch
+
+        return self._softmax(torch.from_numpy(stack).to(self.device)).cpu().numpy()
+
+    def predict_tensor(self, before, after, valid, zones: dict):  # torch tensors -> torch tensor
+        """`predict` on torch tensors already on the detector's device (reflectance (N, bands, H, W),
+        masks (N, H, W)): features, standardisation and the network all run there."""
+        import torch
+
+        mean, std = (torch.as_tensor(v, device=before.device) for v in (self._mean, self._std))
+        soft = self._softmax(standardise(feature_tensor(before, after, valid, zones), mean, std))
+        out = torch.zeros((before.shape[0], len(CATEGORY_IDS), *before.shape[2:]), dtype=torch.float32,
+                          device=before.device)
+        for i, (k, cat) in enumerate(zip(self._out_index, CLASSIFIED_IDS, strict=True)):
+            if k >= 0:  # restricted to the category's zone, as detectors.zones.restrict_to_zones
+                zone = get_category(cat).zone
+                restrict = zone is not Zone.EVERYWHERE and zone in zones
+                out[:, i] = soft[:, k] * zones[zone] if restrict else soft[:, k]
+        if self._report_other:
+            out[:, -1] = out[:, :-1].sum(dim=1)
+        out[:, :-1][:, torch.from_numpy(~self._active).to(before.device)] = 0.0
+        return out * valid[:, None]
 
     def predict(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                 zones: dict[Zone, np.ndarray]) -> np.ndarray:
         """Per-category probabilities, zeroed outside each category's zone and for inactive
         categories; `other` is the probability of a change that no supplied zone layer rules out
         (1 − background, less the categories whose known zone excludes the pixel)."""
-        soft = self.probabilities(self.inputs(before, after, valid, zones))
-        out = np.zeros((before.shape[0], len(CATEGORY_IDS), *before.shape[2:]), dtype=np.float32)
-        for i, k in enumerate(self._out_index):
-            if k >= 0:
-                out[:, i] = soft[:, k]
-        for n in range(out.shape[0]):
-            out[n, :-1] = restrict_to_zones(out[n, :-1], CLASSIFIED_IDS, {z: m[n] for z, m in zones.items()})
-        if self._report_other:
-            out[:, -1] = out[:, :-1].sum(axis=1)
-        out[:, :-1][:, ~self._active] = 0.0
-        return out * valid[:, None]
+        import torch
+
+        def put(a: np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+        return self.predict_tensor(put(before), put(after), put(valid),
+                                   {z: put(m) for z, m in zones.items()}).cpu().numpy()

@@ -25,6 +25,8 @@ decides.
 commands:
   eoleads demo                 run the built-in simulated demo (no account, network or GPU)
   eoleads run CONFIG.yaml      run a configuration (docs/configuration.md)
+  eoleads plan CONFIG.yaml     what a run would download (cells, scenes, requests, bytes), fetching nothing
+  eoleads register [PATH]      the lead register across runs: leads by status, latest runs; --export xlsx/csv
   eoleads simulate OUT_DIR     write a simulated scene: imagery, permits, zones, truth
   eoleads detect BEFORE AFTER  detect changes between two GeoTIFFs (no permits, no run folder)
   eoleads train                reproduce the shipped model's weights from its seed
@@ -50,13 +52,24 @@ def _summary(result: RunResult) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in sub.reason.value_counts().items()) if len(sub) else ""
         area = sub.area_ha.sum() if len(sub) else 0.0
         lines.append(f"{_pad(cat.label, 44)}{len(sub):>6}{area:>10.1f}  {reasons}")
+    from pipeline.run import dates_found, example_ids
+
     c = result.counts
     lines += ["", f"{c['leads']} leads from {c['detections']} detected changes in {c['cells']} cells "
-              f"({c['cells_resumed']} resumed, {c['cells_skipped']} skipped)"]
+              f"({c['cells_resumed']} resumed, {c['cells_unobserved']} not seen, {c['cells_failed']} failed)",
+              f"acquisitions found: {dates_found(result.acquisitions)}"]
     lines += [f"note: {n}" for n in result.notes]
     if result.failed_cells:
         lines += ["", f"ERROR: {len(result.failed_cells)} cell(s) failed and were not looked at; the leads above "
-                  f"do not cover them: {', '.join(result.failed_cells)}. Run the same command again to retry them."]
+                  f"do not cover them: {example_ids(result.failed_cells)}. Run the same command again to retry them."]
+    unseen = result.unobserved_cells
+    if unseen:
+        level = "ERROR" if result.exit_code else "WARNING"
+        lines += ["", f"{level}: {len(unseen)} of {c['cells']} cell(s) had no usable imagery on both dates and were "
+                  f"not looked at ({example_ids(unseen)}); the leads above do not cover them, 0 leads there means "
+                  "nothing was seen. They are not stored as finished: run the same command again once the imagery "
+                  "is there (check the windows' dates and the files' extent and values)"
+                  + ("." if result.partial_allowed else ", or accept partial coverage with --allow-partial.")]
     return "\n".join(lines)
 
 
@@ -65,17 +78,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.run import run
 
     config = load_config(Path(args.config))
+    if args.allow_partial:
+        config = config.model_copy(update={"allow_partial_coverage": True})
+    cluster = {**({"workers": args.workers, "scheduler": None} if args.workers else {}),
+               **({"scheduler": args.scheduler} if args.scheduler else {})}  # over the configuration's cluster block
+    if cluster:
+        config = config.model_copy(update={"cluster": config.cluster.model_copy(update=cluster)})
     result = run(config, Path(args.config).resolve(), fresh=args.fresh, progress=not args.quiet, shard=args.shard)
     if result.geopackage is None:
         c = result.counts
         print(f"shard {args.shard[0]}/{args.shard[1]}: {c['cells_processed']} cells processed, {c['cells_pending']} "
               f"of {c['cells']} still pending in other shards; the last shard to finish (or a run without --shard) "
               "merges the outputs")
+        from pipeline.run import example_ids
+
         if result.failed_cells:
-            print(f"ERROR: cell(s) failed: {', '.join(result.failed_cells)}; run again to retry them", file=sys.stderr)
-        return 1 if result.failed_cells else 0
+            print(f"ERROR: cell(s) failed: {example_ids(result.failed_cells)}; run again to retry them",
+                  file=sys.stderr)
+        if result.unobserved_cells:
+            print(f"cell(s) without usable imagery on both dates: {example_ids(result.unobserved_cells)}; "
+                  "they are retried by the next run", file=sys.stderr)
+        return result.exit_code
     print(_summary(result))
-    return 1 if result.failed_cells else 0
+    return result.exit_code
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.plan import format_plan, plan_config
+
+    print(format_plan(plan_config(load_config(Path(args.config)))))
+    return 0
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from pipeline.leads.register import describe_register, export_register
+
+    print(describe_register(Path(args.path)))
+    if args.export:
+        print(f"register exported to {export_register(Path(args.path), Path(args.export))}")
+    return 0
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -88,6 +130,12 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.demo import write_demo_config
@@ -98,7 +146,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo configuration: {path}")
     result = run(config, path.resolve(), fresh=args.fresh, progress=not args.quiet)
     print(_summary(result))
-    return 1 if result.failed_cells else 0
+    return result.exit_code
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -189,17 +237,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a configuration file", description="Run a YAML or TOML configuration; "
                        "re-running the same command resumes where it stopped.")
     p.add_argument("config", help="run configuration (YAML or TOML)")
-    p.add_argument("--fresh", action="store_true", help="discard finished cells in the output folder")
+    p.add_argument("--fresh", action="store_true", help="start over: remove the cells and outputs eoleads wrote "
+                   "in the output folder (files of your own there stay)")
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="process only every N-th cell starting at the K-th, to split a region over N jobs")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="exit 0 although some cells had no usable imagery (allow_partial_coverage: true)")
+    p.add_argument("--workers", type=_positive, metavar="N", help="run the cells on a local Dask cluster of N worker "
+                   "processes (default: one per GPU for a model, else 1: in this process; docs/region.md)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run the cells on the workers of a running Dask "
+                   "scheduler (tcp://host:8786); they must see the run folder at the same path (docs/region.md)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("plan", help="what a run would fetch, without fetching it",
+                       description="Lay out the cells of a configuration and ask its source what a run would read: "
+                                   "cells, scenes, requests and bytes (and processing units where the source "
+                                   "counts them). Catalogs may be searched; no imagery is downloaded.")
+    p.add_argument("config", help="run configuration (YAML or TOML)")
+    p.set_defaults(func=_cmd_plan)
+    p = sub.add_parser("register", help="the lead register across runs", description="Show the lead register "
+                       "(docs/register.md): leads by category and status, review outcomes and the latest runs; "
+                       "--export writes it as a table.")
+    p.add_argument("path", nargs="?", default="runs/register.gpkg",
+                   help="the register GeoPackage (default: runs/register.gpkg, the demo's)")
+    p.add_argument("--export", metavar="FILE", help="write every registered lead to FILE.xlsx or FILE.csv")
+    p.set_defaults(func=_cmd_register)
     p = sub.add_parser("demo", help="run the built-in demo", description="Simulate a Sentinel-2 scene on the "
                        "Hulun Lake shore with planted changes and permits, and run the whole pipeline on it.")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"scene simulator seed (default: {DEMO_SEED})")
     p.add_argument("--detector", help=f"'baseline' or a model (default: {DEFAULT_MODEL})")
-    p.add_argument("--fresh", action="store_true", help="discard finished cells in the run folder")
+    p.add_argument("--fresh", action="store_true", help="start over: remove the cells and outputs eoleads wrote "
+                   "in the run folder (files of your own there stay)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("simulate", help="write a simulated scene", description="Write simulated L2A imagery, "
@@ -264,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a sub-command; errors of the user's input print without a traceback and exit 2."""
+    """Run a sub-command; errors of the user's input print without a traceback and exit 2, Ctrl-C
+    says where the work stopped and exits 130."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
@@ -276,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     except (EoleadsError, ModelError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:
+        print(f"interrupted: {stop or 'stopped by Ctrl-C'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import yaml
 
+from detectors.categories import PERMIT_TYPES_ZH
 from pipeline.paths import AOI_DIR
-from pipeline.simulator.writer import PERMIT_COLUMNS_ZH, PERMIT_TYPES_ZH
+from pipeline.simulator.writer import PERMIT_COLUMNS_ZH
 
 DEMO_AOI = AOI_DIR / "demo_hulun_shore.geojson"
 DEMO_SEED = 7

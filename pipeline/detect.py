@@ -11,17 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
+from affine import Affine
 
 from detectors import load_detector
 from detectors.categories import CATEGORY_IDS
 from pipeline.atomic import atomic_path
 from pipeline.config import ZoneLayer
 from pipeline.detection.decision import decide
-from pipeline.detection.inference import predict_arrays
-from pipeline.detection.probabilities import write_probabilities
+from pipeline.detection.engine import Chunk, Engine, EngineOptions, prepare
+from pipeline.detection.probabilities import ProbabilityWriter
+from pipeline.detection.tiling import TILING, Tiling
 from pipeline.detection.vectorize import merge_across_cells, polygons_from_labels
 from pipeline.inputs.zones import load_zones
-from pipeline.sources.pair import read_pair
+from pipeline.sources.pair import PairBands, no_overlap, open_pair
 from pipeline.sources.scene import ReadGrid
 
 
@@ -34,36 +36,54 @@ class DetectResult:
     polygons: gpd.GeoDataFrame
     notes: list[str]
     seen_m2: float  # ground seen on both dates, the denominator of any rate per area
-    grid: ReadGrid  # the before image's, on which everything was detected
+    grid: ReadGrid  # the before image's (its UTM zone's where it is in degrees), on which everything was detected
 
 
 def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers: list[ZoneLayer] | None = None,
            radiometry: str = "auto", bands: dict[str, int] | None = None, device: str = "auto",
-           categories: list[str] | None = None) -> DetectResult:
-    """Detect changes between two images and write probabilities and polygons into `out`."""
+           categories: list[str] | None = None, *, precision: str = "auto", compile: bool = False,
+           batch_size: int | None = None, tiling: Tiling = TILING) -> DetectResult:
+    """Detect changes between two images and write probabilities and polygons into `out`.
+
+    The pair is streamed through the engine in bands of rows: probabilities are written and
+    vectorised band by band (patches cut by a band's edge are joined afterwards, then held to
+    the mapping unit), so memory stays flat whatever the size of the images.
+    """
     categories = list(categories or CATEGORY_IDS)
     zones = load_zones(zone_layers or [], categories)
     active = [c for c in categories if c not in zones.switched_off]
-    detector = load_detector(detector_name, active, device)
-    pair = read_pair(Path(before), Path(after), radiometry, bands, wanted=detector.bands)
-    valid = pair.valid
-    zone_masks = zones.masks(pair.grid)
-    probs, _ = predict_arrays(pair.before, pair.after, valid, zone_masks, detector)
+    detector = prepare(load_detector(detector_name, active, device), precision, compile)
+    files = open_pair(Path(before), Path(after), radiometry, bands)
+    grid = files.grid
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    grid = pair.grid
     kept = [i for i, c in enumerate(detector.categories) if c in active]
-    probability = write_probabilities(out / "probabilities.tif", probs[kept], valid, grid,
-                                      tuple(detector.categories[i] for i in kept),
-                                      {"DETECTOR": detector.name, "BEFORE": str(before), "AFTER": str(after)})
-    labels = decide(probs, detector.categories, detector.thresholds)
-    resolution = abs(grid.transform.a)
-    polys = polygons_from_labels(labels, probs, detector.categories, grid.transform, grid.crs, "pair", resolution)
-    polys = merge_across_cells([polys], resolution).to_crs(grid.crs)
+    resolution = abs(grid.transform.a)  # metres: open_pair gives a metric grid
+    parts: list[gpd.GeoDataFrame] = []
+    seen_px = 0
+
+    def vectorise(chunk: Chunk, writer: ProbabilityWriter) -> None:
+        nonlocal seen_px
+        writer.write(chunk.probs[kept], chunk.valid)
+        labels = decide(chunk.probs, detector.categories, detector.thresholds)
+        transform = grid.transform @ Affine.translation(0, chunk.row)
+        parts.append(polygons_from_labels(labels, chunk.probs, detector.categories, transform, grid.crs, "pair",
+                                          resolution))
+        seen_px += int(chunk.valid.sum())
+
+    tags = {"DETECTOR": detector.name, "BEFORE": str(before), "AFTER": str(after)}
+    names = tuple(detector.categories[i] for i in kept)
+    with (ProbabilityWriter(out / "probabilities.tif", grid, names, tags) as writer,
+          PairBands(files, detector.bands, zones) as pair):
+        Engine(detector, tiling, EngineOptions(batch_size)).run(pair.read, grid.height, grid.width,
+                                                                lambda chunk: vectorise(chunk, writer), pair.radiometry)
+        if not seen_px:  # raised before the probabilities appear: nothing was seen, nothing is written
+            raise no_overlap(files)
+    polys = merge_across_cells(parts, resolution).to_crs(grid.crs)
     polys = polys.drop(columns=["cell_id", "touches_edge", "before_dates", "after_dates"])
     polys.insert(0, "detector", detector.name)
     changes = out / "changes.gpkg"
     with atomic_path(changes) as tmp:
         polys.to_file(tmp, layer="changes", driver="GPKG", engine="pyogrio")
-    seen_m2 = float(valid.sum()) * abs(grid.transform.a * grid.transform.e)
-    return DetectResult(probability, changes, polys, zones.notes, seen_m2, grid)
+    seen_m2 = seen_px * abs(grid.transform.a * grid.transform.e)
+    return DetectResult(out / "probabilities.tif", changes, polys, [*files.notes, *zones.notes], seen_m2, grid)

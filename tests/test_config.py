@@ -137,3 +137,76 @@ def test_retrained_weights_under_the_same_card_path_change_the_fingerprint(tmp_p
     card["weights_sha256"] = "0" * 64
     (tmp_path / "model.json").write_text(json.dumps(card), encoding="utf-8")
     assert fingerprint("c.yaml") != first
+
+
+_ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n" for prev, name in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+@pytest.mark.parametrize(("name", "text", "problem"), [
+    ("deep.yaml", "name: " + "[" * 10_000 + "]" * 10_000, "nested more than 32 levels deep"),
+    ("deep-mapping.yaml", "name: " + "{a: " * 10_000 + "1" + "}" * 10_000, "nested more than 32 levels deep"),
+    ("bomb.yaml", _ALIAS_BOMB, "more than 100,000 values once its aliases"),
+    ("cycle.yaml", "name: &n [1, *n]\n", "alias *n inside the value it names"),
+    ("deep.toml", "name = " + "[" * 10_000 + "]" * 10_000, "TOML is nested too deeply"),
+    ("deep-table.toml", "name = " + "{a = " * 10_000 + "1" + "}" * 10_000, "TOML is nested too deeply"),
+])
+def test_nesting_and_alias_bombs_are_refused_without_a_traceback(tmp_path, capsys, name, text, problem):
+    from pipeline.cli import main
+
+    path = _write(tmp_path, text, name)
+    with pytest.raises(ConfigError, match="remove the extra brackets or aliases") as err:
+        load_config(path)
+    assert problem in str(err.value) and str(path) in str(err.value)
+    assert main(["run", str(path)]) == 2
+    stderr = capsys.readouterr().err
+    assert problem in stderr and "Traceback" not in stderr
+
+
+def test_ordinary_anchors_and_aliases_still_load(tmp_path):
+    summer = "{start: 2024-07-01, end: 2024-08-31}"
+    text = GOOD.replace(f"baseline: {summer}", f"baseline: &summer {summer}").replace(
+        "monitoring: {start: 2025-07-01, end: 2025-08-31}", "monitoring: *summer")
+    with pytest.raises(ConfigError, match="baseline window must end before"):  # parsed, then validated
+        load_config(_write(tmp_path, text))
+
+
+def test_a_file_far_larger_than_a_configuration_is_not_read(tmp_path):
+    path = _write(tmp_path, GOOD + "# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match=r"too large for a run configuration.*\n  fix: give the configuration file"):
+        load_config(path)
+
+
+def test_limits_default_and_must_be_positive(tmp_path):
+    assert load_config(_write(tmp_path, GOOD)).limits.max_pixels >= 2_530_000_000  # Hulunbuir at 10 m
+    with pytest.raises(ConfigError, match=r"field 'limits\.max_cells'"):
+        load_config(_write(tmp_path, GOOD + "limits: {max_cells: 0}\n", "b.yaml"))
+    raised = load_config(_write(tmp_path, GOOD + "limits: {max_cells: 1_000_000, max_pixels: 50_000_000_000}\n",
+                                "c.yaml"))
+    assert (raised.limits.max_cells, raised.limits.max_pixels) == (1_000_000, 50_000_000_000)
+
+
+def _run_config(tmp_path: Path, extra: str) -> Path:
+    """A run over a 10 km square near Hailar with the weightless detector, plus `extra` lines."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    gpd.GeoDataFrame(geometry=[box(119.70, 49.20, 119.84, 49.29)], crs="EPSG:4326").to_file(
+        tmp_path / "aoi.geojson", driver="GeoJSON")
+    return _write(tmp_path, GOOD + "detection: {detector: baseline}\n" + extra)
+
+
+@pytest.mark.parametrize(("extra", "field", "figure"), [
+    ("grid: {resolution_m: 0.000001}\n", "limits.max_cells", "more cells than the limit of 100,000"),
+    ("limits: {max_pixels: 1000000}\n", "limits.max_pixels", "more pixels per date than the limit of 1,000,000"),
+])
+def test_a_run_over_its_limits_is_refused_before_any_cell_is_made(tmp_path, capsys, extra, field, figure):
+    from pipeline.cli import main
+
+    path = _run_config(tmp_path, extra)
+    assert main(["run", "--quiet", str(path)]) == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    assert str(path) in stderr and f"field '{field}'" in stderr and figure in stderr
+    assert "grid.resolution_m" in stderr and f"limits: {{{field.split('.')[1]}: " in stderr
+    assert not any((tmp_path / "out" / "cells").glob("*/cell.json"))

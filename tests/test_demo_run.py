@@ -13,6 +13,7 @@ from detectors.learned import WEIGHTS_DIR
 from pipeline.config import load_config
 from pipeline.errors import InputError
 from pipeline.evaluation.scores import score_leads
+from pipeline.leads.register import STATUSES
 from pipeline.run import run
 
 pytestmark = pytest.mark.slow  # runs the whole demo
@@ -50,7 +51,7 @@ def test_leads_carry_the_evidence_an_investigator_needs(demo_run):
                 "permit_notes", "baseline_window", "monitoring_window", "before_dates", "after_dates", "lon", "lat"):
         assert col in leads.columns
     assert leads.lead_id.is_unique
-    assert (leads.status.str.startswith("线索")).all()
+    assert leads.status.isin(STATUSES).all()  # marked against the lead register (docs/register.md)
     assert set(leads.before_dates.str[:4]) == {"2024"} and set(leads.after_dates.str[:4]) == {"2025"}
 
 

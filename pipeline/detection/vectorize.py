@@ -17,6 +17,7 @@ from scipy import ndimage
 from shapely.geometry import shape
 
 from detectors.categories import get_category
+from pipeline.sources.scene import in_metres
 
 EQUAL_AREA_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global: equal-area, valid worldwide
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -45,6 +46,8 @@ def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tupl
     another zone's cell (where the AOI is cut at a UTM boundary), so it is kept for the merge like
     a patch on the raster border; the merge holds it to the mapping unit.
     """
+    if not in_metres(crs):  # a pixel of 0.0001 degrees would hold no mapping unit: nothing would be found
+        raise ValueError(f"{crs} is not in metres: mapping units are areas in metres, detect on a metric grid")
     open_edge = None if outside is None else ndimage.binary_dilation(outside, structure=_EIGHT) & ~outside
     rows = []
     pixel_area = resolution * resolution

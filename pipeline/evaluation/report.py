@@ -29,6 +29,16 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem}, Python {platform.python_version()}"
 
 
+def software() -> str:
+    """The versions that decide the speed of a benchmark: torch, GDAL (through rasterio) and NumPy."""
+    import numpy
+    import rasterio
+    import torch
+
+    return f"torch {torch.__version__}, GDAL {rasterio.__gdal_version__}, rasterio {rasterio.__version__}, " \
+           f"NumPy {numpy.__version__}"
+
+
 def markdown_table(rows: list[dict]) -> str:
     """A Markdown table of records with the same keys; numbers right-aligned."""
     keys = list(rows[0])

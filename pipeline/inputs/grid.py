@@ -18,6 +18,8 @@ from affine import Affine
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
+from detectors.bands import REFLECTANCE_BANDS
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -76,24 +78,89 @@ def _zone_strips(aoi_wgs84: BaseGeometry) -> list[tuple[int, BaseGeometry]]:
     return strips
 
 
+def _zone_parts(aoi_wgs84: BaseGeometry) -> list[tuple[int, BaseGeometry]]:
+    """The AOI's part in each UTM zone, in that zone's metres."""
+    # densify first so long straight edges follow their true course in the projected grid
+    return [(epsg, gpd.GeoSeries([shapely.segmentize(part, 0.01)], crs="EPSG:4326").to_crs(epsg).iloc[0])
+            for epsg, part in _zone_strips(aoi_wgs84)]
+
+
+def _span(lo: float, hi: float, extent: float) -> tuple[int, int]:
+    """First and one-past-last grid index of cells of `extent` metres covering [lo, hi]."""
+    return math.floor(lo / extent), math.ceil(hi / extent)
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """What a run over an AOI would process, counted from each zone's extent before any cell is made.
+
+    A run checks this against its limits first, so a mistyped resolution is refused at once
+    instead of filling the memory with cells; the counts are those of the cells whose squares
+    span the AOI's extent in each zone, so they are never below what `make_cells` makes.
+    """
+
+    cell_size_px: int
+    resolution: float
+    cells_per_zone: dict[int, int]  # EPSG code -> cells
+    area_km2: float
+
+    @property
+    def cells(self) -> int:
+        return sum(self.cells_per_zone.values())
+
+    @property
+    def pixels(self) -> int:
+        """Pixels per date over all cells (halo not counted)."""
+        return self.cells * self.cell_size_px ** 2
+
+    @property
+    def bytes_per_date(self) -> int:
+        """Imagery of one date: the detector's bands and the scene classification, 2 bytes a sample."""
+        return self.pixels * (len(REFLECTANCE_BANDS) + 1) * 2
+
+    def summary(self) -> str:
+        """The figures a run prints before it starts."""
+        zones = ", ".join(f"EPSG:{epsg} {n:,}" for epsg, n in sorted(self.cells_per_zone.items()))
+        extent_km = self.cell_size_px * self.resolution / 1000
+        return (f"AOI {self.area_km2:,.0f} km²: up to {self.cells:,} cells of {self.cell_size_px} px at "
+                f"{self.resolution:g} m ({extent_km:g} km) by UTM zone: {zones}; {self.pixels:,} pixels and about "
+                f"{self.bytes_per_date / 1e9:,.3g} GB of imagery per date")
+
+
+def plan_grid(aoi_wgs84: BaseGeometry, cell_size_px: int = 512, resolution: float = 10.0) -> GridPlan:
+    """Count the cells and pixels of a run by arithmetic on the AOI's extent in each zone: instant,
+    whatever the resolution, because no cell is made."""
+    extent = cell_size_px * resolution
+    per_zone: dict[int, int] = {}
+    area = 0.0
+    for epsg, part in _zone_parts(aoi_wgs84):
+        minx, miny, maxx, maxy = part.bounds
+        (c0, c1), (r0, r1) = _span(minx, maxx, extent), _span(miny, maxy, extent)
+        per_zone[epsg] = per_zone.get(epsg, 0) + (c1 - c0) * (r1 - r0)
+        area += part.area / 1e6
+    return GridPlan(cell_size_px, resolution, per_zone, area)
+
+
 def make_cells(aoi_wgs84: BaseGeometry, cell_size_px: int = 512, resolution: float = 10.0) -> list[Cell]:
-    """All cells that intersect the AOI, each in its own UTM zone, in a stable order."""
+    """All cells that intersect the AOI, each in its own UTM zone, in a stable order.
+
+    Cells wholly inside the AOI take their square as is; only those on its boundary are clipped,
+    all at once, so a province-sized AOI with a detailed boundary takes seconds.
+    """
     cells: list[Cell] = []
     extent = cell_size_px * resolution
-    for epsg, part in _zone_strips(aoi_wgs84):
-        # densify first so long straight edges follow their true course in the projected grid
-        part_utm = gpd.GeoSeries([shapely.segmentize(part, 0.01)], crs="EPSG:4326").to_crs(epsg).iloc[0]
+    for epsg, part_utm in _zone_parts(aoi_wgs84):
         shapely.prepare(part_utm)
         minx, miny, maxx, maxy = part_utm.bounds
-        cols = np.arange(math.floor(minx / extent), math.ceil(maxx / extent))
-        rows = np.arange(math.floor(miny / extent), math.ceil(maxy / extent))
-        boxes = [(c, r, box(c * extent, r * extent, (c + 1) * extent, (r + 1) * extent)) for r in rows for c in cols]
-        hits = shapely.intersects(np.array([b for _, _, b in boxes]), part_utm)
-        for (c, r, b), hit in zip(boxes, hits, strict=True):
-            if not hit:
-                continue
-            clip = part_utm.intersection(b)
-            if clip.area > 0:
-                cells.append(Cell(epsg, int(c), int(r), cell_size_px, resolution, clip))
+        cols, rows = np.meshgrid(np.arange(*_span(minx, maxx, extent)), np.arange(*_span(miny, maxy, extent)))
+        cols, rows = cols.ravel(), rows.ravel()
+        squares = shapely.box(cols * extent, rows * extent, (cols + 1) * extent, (rows + 1) * extent)
+        inside = shapely.contains_properly(part_utm, squares)
+        edge = ~inside & shapely.intersects(part_utm, squares)
+        parts = squares.copy()
+        parts[edge] = shapely.intersection(squares[edge], part_utm)
+        keep = inside | (edge & (shapely.area(parts) > 0))
+        cells += [Cell(epsg, int(c), int(r), cell_size_px, resolution, p)
+                  for c, r, p in zip(cols[keep], rows[keep], parts[keep], strict=True)]
     cells.sort(key=lambda cell: (cell.epsg, -cell.row, cell.col))
     return cells

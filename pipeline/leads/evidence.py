@@ -6,9 +6,9 @@ so what the picture shows is what the lead was drawn from.
 
 from __future__ import annotations
 
+import logging
 import math
-import os
-import shutil
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,19 +29,30 @@ from pipeline.inputs.grid import utm_epsg
 from pipeline.sources import ImagerySource
 from pipeline.sources.scene import Composite, ReadGrid
 
+log = logging.getLogger(__name__)
 _CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
                  "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC")
 
 
 @lru_cache(maxsize=1)
 def cjk_font() -> str | None:
-    """A font that has Chinese glyphs, if the machine has one; without it Chinese text is left out."""
+    """A font that has Chinese glyphs: the Noto Sans CJK that eoleads installs (the `noto-cjk-sans-otc`
+    package, registered with matplotlib here), else one the machine has. None, with a warning, when
+    there is none: Chinese text is then left out rather than drawn as boxes."""
+    try:
+        from noto_cjk_sans_otc import FONT_PATH
+
+        font_manager.fontManager.addfont(str(FONT_PATH))
+    except (ImportError, OSError, RuntimeError) as exc:
+        log.info("the packaged CJK font is not usable (%s); looking for one on the machine", exc)
     for family in _CJK_FAMILIES:
         try:
             font_manager.findfont(family, fallback_to_default=False)
             return family
         except ValueError:
             continue
+    log.warning("no font with Chinese glyphs: Chinese text is left out of images and the PDF dossier is not "
+                "drawn; reinstall eoleads (it installs noto-cjk-sans-otc) or install Debian's fonts-noto-cjk")
     return None
 
 
@@ -49,7 +60,8 @@ def _zh(text: str) -> str:
     return text if cjk_font() else ""
 
 
-def _fonts() -> list[str]:
+def font_families() -> list[str]:
+    """matplotlib's `font.family` for text that mixes Chinese and Latin."""
     return [f for f in (cjk_font(), "DejaVu Sans") if f]
 
 
@@ -57,10 +69,42 @@ CHIP_MIN_M = 800.0  # the smallest side of an evidence image, so a lead is seen 
 COLOURS = {c.id: tuple(v / 255 for v in c.colour) for c in CATEGORIES}  # matplotlib's 0..1, as in QGIS
 
 
-def _true_colour(comp: Composite, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    rgb = comp.reflectance[[band_index("B04"), band_index("B03"), band_index("B02")]]
-    img = np.clip((np.moveaxis(rgb, 0, -1) - lo) / (hi - lo), 0, 1)
-    return np.where(np.isnan(img), 0.0, img)
+TRUE_COLOUR = ("B04", "B03", "B02")
+#: SWIR2/NIR/red: bare soil and rock show bright, water dark, vegetation green.
+FALSE_COLOUR = ("B12", "B08", "B04")
+
+
+def rgb_images(composites: list[Composite], bands: tuple[str, str, str], per_band: bool = False) -> list[np.ndarray]:
+    """The composites as (rows, cols, 3) images in 0..1 under one 2-98 % stretch for all of them, so
+    that they compare; unseen pixels are black. One stretch for the three bands keeps true colour's
+    hues; `per_band` stretches each band on its own (false colour, whose bands differ in range)."""
+    stack = [np.moveaxis(c.reflectance[[band_index(b) for b in bands]], 0, -1) for c in composites]
+    seen = np.concatenate([s.reshape(-1, 3) for s in stack])
+    seen = seen[np.isfinite(seen).all(axis=1)]
+    axis = 0 if per_band else None
+    lo, hi = (np.percentile(seen, 2, axis=axis), np.percentile(seen, 98, axis=axis)) if len(seen) else (0.0, 1.0)
+    hi = np.maximum(hi, lo + 1e-6)
+    return [np.nan_to_num(np.clip((s - lo) / (hi - lo), 0, 1)) for s in stack]
+
+
+@dataclass(frozen=True)
+class Chip:
+    """A lead's before and after composites on one square UTM grid around it."""
+
+    grid: ReadGrid
+    crs: str
+    before: Composite
+    after: Composite
+
+
+def read_chip(lead_wgs84: BaseGeometry, source: ImagerySource, windows: Windows,
+              resolution: float = 10.0) -> Chip | None:
+    """The before and after images around a lead; None when the source has no imagery there."""
+    grid, crs = chip_grid(lead_wgs84, resolution)
+    before, after = source.composite(grid, windows.baseline), source.composite(grid, windows.monitoring)
+    if before is None or after is None:
+        return None
+    return Chip(grid, crs, before, after)
 
 
 def chip_grid(lead_wgs84: BaseGeometry, resolution: float = 10.0) -> tuple[ReadGrid, str]:
@@ -80,54 +124,58 @@ def chip_grid(lead_wgs84: BaseGeometry, resolution: float = 10.0) -> tuple[ReadG
 def lead_chip(lead: pd.Series, lead_wgs84: BaseGeometry, source: ImagerySource, windows: Windows,
               path: Path, resolution: float = 10.0) -> bool:
     """Write the before/after image of one lead; False when the source has no imagery there."""
-    grid, crs = chip_grid(lead_wgs84, resolution)
-    before, after = source.composite(grid, windows.baseline), source.composite(grid, windows.monitoring)
-    if before is None or after is None:
+    chip = read_chip(lead_wgs84, source, windows, resolution)
+    if chip is None:
         return False
-    both = np.concatenate([before.reflectance[:3].ravel(), after.reflectance[:3].ravel()])
-    lo, hi = np.nanpercentile(both, 2), np.nanpercentile(both, 98)
+    crs = chip.crs
     outline = gpd.GeoSeries([lead_wgs84], crs="EPSG:4326").to_crs(crs)
-    minx, miny, maxx, maxy = grid.bounds
+    minx, miny, maxx, maxy = chip.grid.bounds
     extent = (minx, maxx, miny, maxy)
     cat = get_category(lead.category)
     fig = Figure(figsize=(9, 4.8), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, comp, label in ((axes[0], before, "before"), (axes[1], after, "after")):
-        ax.imshow(_true_colour(comp, lo, hi), extent=extent)
+    images = rgb_images([chip.before, chip.after], TRUE_COLOUR)
+    for ax, comp, image, label in ((axes[0], chip.before, images[0], "before"),
+                                   (axes[1], chip.after, images[1], "after")):
+        ax.imshow(image, extent=extent)
         outline.boundary.plot(ax=ax, color="yellow", linewidth=1.2)
         ax.set_title(f"{label}: {', '.join(d.isoformat() for d in comp.dates)}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{lead.lead_id}  {cat.name_en} {_zh(cat.name_zh)}  ({lead.reason}, {lead.area_ha:.2f} ha, "
                  f"{lead.area_mu:.1f} mu)\nlead {_zh('(线索) ')}to be verified in the field; true colour, {crs}",
-                 fontsize=9, family=_fonts())
-    fig.savefig(path, dpi=90)
+                 fontsize=9, family=font_families())
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     return True
+
+
+EVIDENCE_DIR = "evidence"
+
+
+def evidence_path(lead_id: str) -> str:
+    """Where a lead's image goes, relative to the run folder (the leads layer links it so)."""
+    return f"{EVIDENCE_DIR}/{lead_id}.png"
 
 
 def write_evidence(leads: gpd.GeoDataFrame, source: ImagerySource, windows: Windows, folder: Path,
                    resolution: float = 10.0, progress: bool = True) -> list[str]:
-    """One PNG per lead in `folder`/evidence; returns each lead's path relative to `folder`.
+    """One PNG per lead in `folder`/evidence; returns each lead's path relative to `folder` ("" when
+    the source has no imagery there).
 
-    The images are drawn into a folder of this process's own and swapped in whole, so images of
-    leads an earlier run had never mix with this run's, and two jobs finishing at once do not
-    trip over each other.
+    Each image appears whole or not at all; images of leads an earlier run had are the run
+    folder's to remove (it knows which files eoleads wrote), so a user's own files in the
+    evidence folder stay.
     """
-    fresh = folder / f".evidence.{os.getpid()}.partial"
-    shutil.rmtree(fresh, ignore_errors=True)
-    fresh.mkdir(parents=True)
+    if len(leads):
+        (folder / EVIDENCE_DIR).mkdir(parents=True, exist_ok=True)
     wgs = leads.to_crs("EPSG:4326").geometry
     paths = []
     for (_, lead), geom in tqdm(zip(leads.iterrows(), wgs, strict=True), total=len(leads), desc="evidence",
                                 unit="lead", disable=not progress):
-        drawn = lead_chip(lead, geom, source, windows, fresh / f"{lead.lead_id}.png", resolution)
-        paths.append(f"evidence/{lead.lead_id}.png" if drawn else "")
-    final, old = folder / "evidence", folder / f".evidence.{os.getpid()}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.replace(old)
-    fresh.replace(final)
-    shutil.rmtree(old, ignore_errors=True)
+        rel = evidence_path(lead.lead_id)
+        drawn = lead_chip(lead, geom, source, windows, folder / rel, resolution)
+        paths.append(rel if drawn else "")
     return paths
 
 
@@ -148,7 +196,7 @@ def overview_map(leads: gpd.GeoDataFrame, aoi: gpd.GeoDataFrame, path: Path) -> 
             for _, row in sub.iterrows():
                 p = row.geometry.representative_point()
                 ax.annotate(row.lead_id, (p.x, p.y), fontsize=6, xytext=(4, 4), textcoords="offset points")
-    ax.set_title(f"{len(leads)} leads {_zh('(线索) ')}to be verified; {crs}, metres", family=_fonts())
+    ax.set_title(f"{len(leads)} leads {_zh('(线索) ')}to be verified; {crs}, metres", family=font_families())
     if len(shown):
         ax.legend(loc="lower left", fontsize=7)
     ax.ticklabel_format(style="plain", useOffset=False)

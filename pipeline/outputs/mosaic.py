@@ -1,7 +1,8 @@
 """One virtual raster (GDAL VRT) per UTM zone over the cells' probability GeoTIFFs.
 
 QGIS opens the VRT as one layer per zone without copying a pixel, so the probabilities of a
-whole region can be inspected at any zoom while memory stays bounded by the cell.
+whole region can be inspected at any zoom while memory stays bounded by the cell. A QGIS style
+beside each VRT (same name, .qml) draws it as probabilities 0 to 1, unseen pixels transparent.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from xml.sax.saxutils import escape
 
 from pyproj import CRS
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.detection.probabilities import PROBABILITY_NODATA
 from pipeline.inputs.grid import Cell
+from pipeline.outputs.qgis_style import probability_style_qml
 
 
 def write_probability_mosaics(root: Path, cells: list[Cell], categories: tuple[str, ...]) -> list[Path]:
-    """Write probabilities_<epsg>.vrt in `root` for every zone with finished cells; returns their paths."""
+    """Write probabilities_<epsg>.vrt, and its style probabilities_<epsg>.qml, in `root` for every
+    zone with finished cells; returns the VRTs' paths."""
     by_zone: dict[int, list[Cell]] = {}
     for cell in cells:
         if (root / "cells" / cell.id / "probabilities.tif").exists():
@@ -46,5 +49,11 @@ def write_probability_mosaics(root: Path, cells: list[Cell], categories: tuple[s
         path = root / f"probabilities_{epsg}.vrt"
         with atomic_path(path) as tmp:
             tmp.write_text(xml, encoding="utf-8")
+        write_text_atomic(style_sidecar(path), probability_style_qml())
         paths.append(path)
     return paths
+
+
+def style_sidecar(raster: Path) -> Path:
+    """Where QGIS looks for a raster's default style: beside it, same name, .qml."""
+    return raster.with_suffix(".qml")

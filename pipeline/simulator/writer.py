@@ -21,7 +21,7 @@ from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from detectors.bands import L2A_OFFSET, L2A_QUANTIFICATION, REFLECTANCE_BANDS, SCL_BAND
-from detectors.categories import Zone
+from detectors.categories import PERMIT_TYPES_ZH, Zone
 from pipeline.atomic import atomic_path, write_json_atomic
 from pipeline.simulator.landscape import SimulationGrid, make_landscape
 from pipeline.simulator.plan import Timeline, plan_changes
@@ -32,9 +32,6 @@ from pipeline.simulator.settings import SceneSettings
 #: natural-resources bureau might export them; the demo configuration maps them back.
 PERMIT_COLUMNS_ZH = {"permit_id": "许可证号", "permit_type": "许可类型", "holder": "持有人",
                      "valid_from": "批准日期", "valid_to": "有效期至", "reclaim_by": "复垦期限"}
-PERMIT_TYPES_ZH = {"temporary_land": "临时用地", "mining": "采矿许可", "forest_use": "林地使用",
-                   "grassland_use": "草原征占用", "sand_mining": "河道采砂",
-                   "construction": "建设用地", "wetland_use": "湿地占用"}
 
 
 @dataclass

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from datetime import date
+from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from pipeline.config import DateRange, Windows
 from pipeline.sources.scene import Composite, ReadGrid, Scene
@@ -18,10 +21,19 @@ class ImagerySource(Protocol):
         ...
 
 
-def read_scene(source: ImagerySource, grid: ReadGrid, windows: Windows) -> Scene | None:
-    """Both windows on one grid, or None if either window has no imagery for this grid."""
-    before = source.composite(grid, windows.baseline)
-    after = source.composite(grid, windows.monitoring) if before is not None else None
-    if before is None or after is None:
-        return None
+@runtime_checkable
+class AcquisitionReader(Protocol):
+    """A source that can also hand out a window's acquisitions one by one, uncomposited: a lead's
+    confidence counts the cloud-free acquisitions that show its change (pipeline/leads/confidence.py)."""
+
+    def acquisition_reads(self, grid: ReadGrid, window: DateRange) -> list[tuple[date, np.ndarray]]:
+        """(date, reflectance (bands, rows, cols), NaN where no data, cloud or snow) per acquisition, by date."""
+        ...
+
+
+def read_scene(source: ImagerySource, grid: ReadGrid, windows: Windows) -> Scene:
+    """Both windows on one grid. A window without imagery here comes back empty (nothing valid,
+    no dates) rather than as no scene, so the caller can say which window saw nothing."""
+    before, after = (source.composite(grid, w) or Composite.empty(grid, len(source.bands))
+                     for w in (windows.baseline, windows.monitoring))
     return Scene(grid=grid, bands=source.bands, before=before, after=after)

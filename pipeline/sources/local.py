@@ -24,6 +24,11 @@ from pipeline.sources.scene import Composite, ReadGrid
 
 #: Processing baseline 04.00 (25 Jan 2022) added the −1000 offset to L2A and L1C products.
 OFFSET_SINCE = date(2022, 1, 25)
+#: Median reflectance a real scene can have (water ~0.02, snow and cloud ~0.9): a file's values
+#: outside this range after scale and offset mean its radiometric metadata is wrong.
+PLAUSIBLE_MEDIAN = (-0.5, 2.0)
+#: Above this median a floating-point file holds digital numbers (0-10000), not reflectance (0-1).
+REFLECTANCE_MAX_MEDIAN = 2.0
 _DATE_IN_NAME = re.compile(r"(20\d{2})[-_]?(\d{2})[-_]?(\d{2})")
 
 
@@ -45,6 +50,12 @@ class ImageFile:
     scale: float
     offset: float
     footprint: tuple[float, float, float, float]
+    float_digital_numbers: bool = False  # a floating-point file holding 0-10000, converted like an integer one
+
+
+class DamagedFileError(InputError):
+    """A file that opens but whose data cannot be read (cut short or garbled): only the cells that
+    read the damaged part are lost, so a run records them as failed instead of stopping."""
 
 
 def _acquisition_date(path: Path, tags: dict[str, str]) -> date:
@@ -66,12 +77,74 @@ def _acquisition_date(path: Path, tags: dict[str, str]) -> date:
                      "add a tag ACQUISITION_DATE=YYYY-MM-DD or put YYYYMMDD in the file name")
 
 
+def _number_tag(path: Path, tags: dict[str, str], key: str, default: float) -> float:
+    text = tags.get(key)
+    try:
+        value = default if text is None else float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise InputError(path, key, f"{text!r} is not a number",
+                         f"correct the tag (gdal_edit.py -mo {key}=...) or remove it")
+    return value
+
+
+def _sample(src: rasterio.DatasetReader, band: int, nodata: float, size: int = 64) -> np.ndarray:
+    """Valid values of one band in five small windows (centre and quarter points): enough to judge
+    the radiometry without reading a whole tile. Empty where the file's data cannot be read there:
+    the cells that read it fail and name the file."""
+    values = []
+    for fy, fx in ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)):
+        col, row = max(int(src.width * fx) - size // 2, 0), max(int(src.height * fy) - size // 2, 0)
+        window = PixelWindow(col, row, min(size, src.width - col), min(size, src.height - row))
+        try:
+            a = src.read(band, window=window)
+        except rasterio.errors.RasterioIOError:
+            continue
+        values.append(a[(a != nodata) & np.isfinite(a)])
+    return np.concatenate(values) if values else np.zeros(0)
+
+
+def _radiometry(src: rasterio.DatasetReader, path: Path, tags: dict[str, str], level: str, when: date,
+                band: int) -> tuple[float, float, bool]:
+    """Scale and offset that make the file's values reflectance, and whether it is a floating-point
+    file of digital numbers. Checked on a sample of the values: nonsense metadata (a
+    QUANTIFICATION_VALUE of 0) would otherwise turn every pixel into no data and every cell into
+    "no change"."""
+    sample = _sample(src, band, src.nodata if src.nodata is not None else 0)
+    median = float(np.median(sample)) if sample.size else None
+    is_float = np.dtype(src.dtypes[0]).kind == "f"
+    if is_float and (median is None or median <= REFLECTANCE_MAX_MEDIAN):
+        return 1.0, 0.0, False
+    scale = _number_tag(path, tags, "QUANTIFICATION_VALUE", L2A_QUANTIFICATION)
+    if scale <= 0:
+        raise InputError(path, "QUANTIFICATION_VALUE", f"{scale:g} is not a scale (reflectance = (value + offset) / "
+                         "QUANTIFICATION_VALUE)", "set it to the product's value (Sentinel-2: 10000) with "
+                         "gdal_edit.py -mo QUANTIFICATION_VALUE=10000, or remove the tag")
+    key = next((k for k in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET") if k in tags), None)
+    if key:
+        offset = _number_tag(path, tags, key, 0.0)
+    else:
+        offset = L2A_OFFSET if (level in ("L2A", "L1C") and when >= OFFSET_SINCE) else 0.0
+    if median is not None and not PLAUSIBLE_MEDIAN[0] <= (median + offset) / scale <= PLAUSIBLE_MEDIAN[1]:
+        raise InputError(path, "QUANTIFICATION_VALUE", f"the values (median {median:g}) give a median reflectance "
+                         f"of {(median + offset) / scale:.3g} with scale {scale:g} and offset {offset:g}, outside "
+                         f"{PLAUSIBLE_MEDIAN[0]}..{PLAUSIBLE_MEDIAN[1]}: the radiometric metadata is wrong",
+                         "correct the QUANTIFICATION_VALUE and BOA_ADD_OFFSET tags (Sentinel-2 L2A: 10000 and -1000 "
+                         "from 2022-01-25 on) or give reflectance (0-1)")
+    return scale, offset, is_float
+
+
 def inspect_file(path: Path, radiometry: str = "auto", bands: dict[str, int] | None = None) -> ImageFile:
-    """Read what a GeoTIFF holds and check that every required band is there."""
+    """Read what a GeoTIFF holds and check that every required band is there and its radiometry
+    makes sense."""
+    if not Path(path).exists():
+        raise InputError(path, None, "file not found", "check the path")
     try:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
-        raise InputError(path, None, f"cannot be opened as a raster: {exc}", "give a GeoTIFF") from None
+        raise InputError(path, None, f"cannot be opened as a raster: {exc}", "give a GeoTIFF; if it is one, "
+                         "it is damaged or incomplete: fetch or export it again") from None
     with src:
         if src.crs is None:
             raise InputError(path, "crs", "the raster has no CRS", "write the CRS into the file (gdal_edit.py -a_srs)")
@@ -92,16 +165,21 @@ def inspect_file(path: Path, radiometry: str = "auto", bands: dict[str, int] | N
                              "name the bands in the file (band descriptions) or map them in the configuration: "
                              "source.bands: {B02: 1, B03: 2, ...}")
         level = radiometry if radiometry != "auto" else tags.get("PROCESSING_LEVEL", "")
-        if np.dtype(src.dtypes[0]).kind == "f":
-            scale, offset = 1.0, 0.0
-        else:
-            scale = float(tags.get("QUANTIFICATION_VALUE", L2A_QUANTIFICATION))
-            if "BOA_ADD_OFFSET" in tags or "RADIO_ADD_OFFSET" in tags:
-                offset = float(tags.get("BOA_ADD_OFFSET", tags.get("RADIO_ADD_OFFSET")))
-            else:
-                offset = L2A_OFFSET if (level in ("L2A", "L1C") and when >= OFFSET_SINCE) else 0.0
+        scale, offset, float_dn = _radiometry(src, Path(path), tags, level, when, index["B04"])
         footprint = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
-    return ImageFile(Path(path), when, index, scale, offset, footprint)
+    return ImageFile(Path(path), when, index, scale, offset, footprint, float_dn)
+
+
+def radiometry_notes(files: list[ImageFile], examples: int = 3) -> list[str]:
+    """One note for all floating-point files found to hold digital numbers: a region has thousands of files."""
+    converted = [f.path.name for f in files if f.float_digital_numbers]
+    if not converted:
+        return []
+    shown = ", ".join(converted[:examples]) + (f" and {len(converted) - examples} more" if len(converted) > examples
+                                               else "")
+    return [f"{len(converted)} floating-point file(s) hold digital numbers (values in the thousands), not "
+            f"reflectance (0-1): converted as integer files are (QUANTIFICATION_VALUE or 10000, and the offset) "
+            f"({shown})"]
 
 
 class LocalGeoTiffSource:
@@ -118,23 +196,37 @@ class LocalGeoTiffSource:
             paths.extend(Path(h) for h in hits)
         paths = sorted(set(paths))  # a file matched by two patterns is still one acquisition
         self.acquisitions = [inspect_file(p, radiometry, bands) for p in paths]
+        self.notes = radiometry_notes(self.acquisitions)
         # a spatial index of footprints: a region has thousands of cells and of files
         self._footprints = STRtree([box(*a.footprint) for a in self.acquisitions])
 
-    def composite(self, grid: ReadGrid, window: DateRange) -> Composite | None:
+    def _chosen(self, grid: ReadGrid, window: DateRange) -> list[ImageFile]:
+        """The window's files whose footprint reaches the grid."""
         grid_wgs84 = box(*transform_bounds(grid.crs, "EPSG:4326", *grid.bounds))
         hits = sorted(self._footprints.query(grid_wgs84, predicate="intersects"))
-        chosen = [a for a in (self.acquisitions[i] for i in hits) if window.start <= a.when <= window.end]
-        if not chosen:
-            return None
-        stack = np.full((len(chosen), len(self.bands), grid.height, grid.width), np.nan, dtype=np.float32)
-        for k, acq in enumerate(chosen):
-            stack[k] = read_reflectance(acq, grid, self.bands)
-        refl = nan_median(stack)
-        seen = np.isfinite(stack).all(axis=1)
-        seen_dates = sorted({a.when for a, s in zip(chosen, seen, strict=True) if s.any()})  # only dates that saw it
-        return Composite(reflectance=refl, valid=seen.any(axis=0), dates=seen_dates,
-                         observations=seen.sum(axis=0).astype(np.uint8))
+        return [a for a in (self.acquisitions[i] for i in hits) if window.start <= a.when <= window.end]
+
+    def composite(self, grid: ReadGrid, window: DateRange) -> Composite | None:
+        chosen = self._chosen(grid, window)
+        return composite_of(chosen, grid, self.bands) if chosen else None
+
+    def acquisition_reads(self, grid: ReadGrid, window: DateRange) -> list[tuple[date, np.ndarray]]:
+        """Each file of the window on the grid, not composited (date, reflectance as `read_reflectance`),
+        by date: what a lead's confidence counts its confirming acquisitions on."""
+        return [(a.when, read_reflectance(a, grid, self.bands))
+                for a in sorted(self._chosen(grid, window), key=lambda a: a.when)]
+
+
+def composite_of(acquisitions: list[ImageFile], grid: ReadGrid, bands: tuple[str, ...]) -> Composite:
+    """The per-pixel cloud-masked median of acquisitions on a grid; every source composites through here."""
+    stack = np.full((len(acquisitions), len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
+    for k, acq in enumerate(acquisitions):
+        stack[k] = read_reflectance(acq, grid, bands)
+    refl = nan_median(stack)
+    seen = np.isfinite(stack).all(axis=1)
+    seen_dates = sorted({a.when for a, s in zip(acquisitions, seen, strict=True) if s.any()})  # only dates that saw it
+    return Composite(reflectance=refl, valid=seen.any(axis=0), dates=seen_dates,
+                     observations=seen.sum(axis=0).astype(np.uint8))
 
 
 def nan_median(stack: np.ndarray) -> np.ndarray:
@@ -182,11 +274,17 @@ def read_reflectance(acq: ImageFile, grid: ReadGrid, bands: tuple[str, ...]) -> 
     with rasterio.open(acq.path) as src:
         nodata = src.nodata if src.nodata is not None else 0
         indexes = [acq.band_index[b] for b in bands]
-        dn = _read_on_grid(src, indexes, grid, nodata, Resampling.bilinear).astype(np.float32)
-        invalid = (dn == nodata).any(axis=0)
-        if SCL_BAND in acq.band_index:
-            scl = _read_on_grid(src, [acq.band_index[SCL_BAND]], grid, 0, Resampling.nearest)[0]
-            invalid |= np.isin(scl, SCL_INVALID)
+        try:
+            dn = _read_on_grid(src, indexes, grid, nodata, Resampling.bilinear).astype(np.float32)
+            invalid = (dn == nodata).any(axis=0)
+            if SCL_BAND in acq.band_index:
+                scl = _read_on_grid(src, [acq.band_index[SCL_BAND]], grid, 0, Resampling.nearest)[0]
+                invalid |= np.isin(scl, SCL_INVALID)
+        except rasterio.errors.RasterioIOError as exc:
+            detail = exc.__cause__ or exc
+            raise DamagedFileError(acq.path, None, f"the file opens but its data cannot be read ({detail})",
+                                   "the file is damaged or incomplete (a download cut short?): fetch or export "
+                                   "it again") from None
     refl = (dn + acq.offset) / acq.scale
     refl[:, invalid] = np.nan
     return refl

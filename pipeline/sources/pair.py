@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.warp import calculate_default_transform, transform_bounds
 
-from detectors.bands import REFLECTANCE_BANDS
+from detectors.bands import REFLECTANCE_BANDS, SCL_BAND, SCL_INVALID
+from pipeline.detection.engine import Radiometry, RowBand
 from pipeline.errors import InputError
-from pipeline.sources.local import inspect_file, read_reflectance
-from pipeline.sources.scene import ReadGrid
+from pipeline.inputs.grid import utm_epsg
+from pipeline.inputs.zones import Zones
+from pipeline.sources.local import (
+    DamagedFileError,
+    ImageFile,
+    _read_on_grid,
+    inspect_file,
+    radiometry_notes,
+    read_reflectance,
+)
+from pipeline.sources.scene import ReadGrid, in_metres
 
 
 @dataclass
@@ -21,25 +34,147 @@ class ImagePair:
     grid: ReadGrid
     before: np.ndarray
     after: np.ndarray
+    notes: list[str] = field(default_factory=list)
 
     @property
     def valid(self) -> np.ndarray:
         return np.isfinite(self.before).all(axis=0) & np.isfinite(self.after).all(axis=0)
 
 
-def read_pair(before: Path, after: Path, radiometry: str = "auto", bands: dict[str, int] | None = None,
-              wanted: tuple[str, ...] = REFLECTANCE_BANDS) -> ImagePair:
-    """Both images on the before image's grid (the after image is warped if its grid differs).
+@dataclass
+class PairFiles:
+    """Both images checked (bands, radiometry) and the grid to detect on, before any pixel is read."""
+
+    grid: ReadGrid
+    before: ImageFile
+    after: ImageFile
+    notes: list[str] = field(default_factory=list)
+
+
+def open_pair(before: Path, after: Path, radiometry: str = "auto", bands: dict[str, int] | None = None
+              ) -> PairFiles:
+    """Both images inspected, on the before image's grid, or its UTM zone where that grid is in
+    degrees (see `metric_grid`).
 
     Band names come from the files' band descriptions or `bands` ({name: 1-based index});
     scale and offset from the files' tags or `radiometry` (L1C, L2A), as for the local source.
     """
-    with rasterio.open(before) as src:
-        grid = ReadGrid(crs=src.crs.to_string() if src.crs else "", transform=src.transform,
-                        width=src.width, height=src.height)
     first, second = inspect_file(Path(before), radiometry, bands), inspect_file(Path(after), radiometry, bands)
-    pair = ImagePair(grid, read_reflectance(first, grid, wanted), read_reflectance(second, grid, wanted))
+    grid, notes = metric_grid(first.path)
+    return PairFiles(grid, first, second, notes + radiometry_notes([first, second]))
+
+
+def read_pair(before: Path, after: Path, radiometry: str = "auto", bands: dict[str, int] | None = None,
+              wanted: tuple[str, ...] = REFLECTANCE_BANDS) -> ImagePair:
+    """Reflectance of both images in memory on the grid of `open_pair` (the after image warped if
+    its grid differs): for pairs that fit in memory (training, evaluation); `detect` streams them
+    with `PairBands`."""
+    files = open_pair(before, after, radiometry, bands)
+    pair = ImagePair(files.grid, read_reflectance(files.before, files.grid, wanted),
+                     read_reflectance(files.after, files.grid, wanted), files.notes)
     if not pair.valid.any():
-        raise InputError(after, "extent", f"does not overlap {before} with valid data",
-                         "give two images of the same place")
+        raise no_overlap(files)
     return pair
+
+
+def no_overlap(files: PairFiles) -> InputError:
+    """The error for two images that share no pixel seen on both dates."""
+    return InputError(files.after.path, "extent", f"does not overlap {files.before.path} with valid data",
+                      "give two images of the same place")
+
+
+def read_digital_numbers(src: rasterio.DatasetReader, acq: ImageFile, grid: ReadGrid, bands: tuple[str, ...]
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The file's values on the grid in its own dtype, and where they are no ground (no data, not
+    finite, or hidden by SCL): `local.read_reflectance` before scale and offset."""
+    nodata = src.nodata if src.nodata is not None else 0
+    try:
+        dn = _read_on_grid(src, [acq.band_index[b] for b in bands], grid, nodata, Resampling.bilinear)
+        invalid = (dn == nodata).any(axis=0)
+        if dn.dtype.kind == "f":
+            invalid |= ~np.isfinite(dn).all(axis=0)
+        if SCL_BAND in acq.band_index:
+            scl = _read_on_grid(src, [acq.band_index[SCL_BAND]], grid, 0, Resampling.nearest)[0]
+            invalid |= np.isin(scl, SCL_INVALID)
+    except rasterio.errors.RasterioIOError as exc:
+        detail = exc.__cause__ or exc
+        raise DamagedFileError(acq.path, None, f"the file opens but its data cannot be read ({detail})",
+                               "the file is damaged or incomplete (a download cut short?): fetch or export "
+                               "it again") from None
+    return dn, invalid
+
+
+#: GDAL settings for reading a pair band by band: decompression on every core, and a block cache
+#: that holds a few rows of blocks of both files (the bands overlap by a tile's overlap).
+GDAL_READ_OPTIONS = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 512}  # MB
+
+
+class PairBands:
+    """Bands of rows of both images, as the engine asks for them, read in whole rows of the files'
+    blocks (each block is decompressed once) and kept in their own dtype: the digital numbers
+    become reflectance on the device (`radiometry`)."""
+
+    def __init__(self, files: PairFiles, wanted: tuple[str, ...], zones: Zones | None = None) -> None:
+        self.files, self.wanted, self.zones = files, wanted, zones
+        self._srcs: list = []
+        self._start = 0  # scene row of the cached rows' first row
+        self._cache: list[np.ndarray] = []  # before, after (bands, rows, cols) and valid (rows, cols)
+
+    @property
+    def radiometry(self) -> tuple[Radiometry, Radiometry]:
+        return tuple(Radiometry(f.scale, f.offset) for f in (self.files.before, self.files.after))
+
+    def __enter__(self) -> PairBands:
+        self._env = rasterio.Env(**GDAL_READ_OPTIONS)
+        self._env.__enter__()
+        self._srcs = [rasterio.open(f.path) for f in (self.files.before, self.files.after)]
+        block = self._srcs[0].block_shapes[0][0]
+        self._step = max(block, -(-256 // block) * block)  # whole blocks, at least 256 rows
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for src in self._srcs:
+            src.close()
+        self._env.__exit__(*exc)
+
+    def _grid(self, row0: int, row1: int) -> ReadGrid:
+        grid = self.files.grid
+        return ReadGrid(grid.crs, grid.transform @ Affine.translation(0, row0), grid.width, row1 - row0)
+
+    def _read_rows(self, row0: int, row1: int) -> list[np.ndarray]:
+        grid = self._grid(row0, row1)
+        dates = [read_digital_numbers(src, f, grid, self.wanted)
+                 for src, f in zip(self._srcs, (self.files.before, self.files.after), strict=True)]
+        return [dates[0][0], dates[1][0], ~(dates[0][1] | dates[1][1])]
+
+    def read(self, row0: int, row1: int) -> RowBand:
+        """Rows [row0, row1) of both images on the grid; bands are asked for from the top down."""
+        end = self._start + (self._cache[2].shape[0] if self._cache else 0)
+        if not self._cache or row0 < self._start:
+            self._start, end, self._cache = row0 - row0 % self._step, row0 - row0 % self._step, []
+        while end < row1:
+            rows = self._read_rows(end, min(end + self._step, self.files.grid.height))
+            self._cache = [np.concatenate([c, r], axis=-2) for c, r in zip(self._cache, rows, strict=True)] \
+                if self._cache else rows
+            end += rows[2].shape[0]
+        drop = row0 - self._start
+        self._cache, self._start = [c[..., drop:, :] for c in self._cache], row0
+        before, after, valid = (c[..., :row1 - row0, :] for c in self._cache)
+        zones = self.zones.masks(self._grid(row0, row1)) if self.zones else {}
+        return RowBand(row0, before, after, valid, zones)
+
+
+def metric_grid(path: Path) -> tuple[ReadGrid, list[str]]:
+    """The image's grid, or where its CRS is not in metres (degrees), the same extent on its UTM
+    zone at about the same ground pixel size: mapping units are areas in metres, and detectors
+    read pixels of metres. The note says so, since the outputs then come in that zone."""
+    with rasterio.open(path) as src:
+        grid = ReadGrid(src.crs.to_string(), src.transform, src.width, src.height)
+        if in_metres(grid.crs):
+            return grid, []
+        west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+        utm = f"EPSG:{utm_epsg((west + east) / 2, (south + north) / 2)}"
+        transform, width, height = calculate_default_transform(src.crs, utm, src.width, src.height, *src.bounds)
+    return ReadGrid(utm, transform, width, height), [
+        f"{path.name} is in {grid.crs}, whose units are not metres: detected on its UTM zone {utm} at "
+        f"{transform.a:.1f} m pixels, so that areas and mapping units are in metres; the outputs are in {utm}"]

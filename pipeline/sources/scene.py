@@ -8,7 +8,14 @@ from datetime import date
 import numpy as np
 from affine import Affine
 from rasterio import features
+from rasterio.crs import CRS
 from shapely.geometry.base import BaseGeometry
+
+
+def in_metres(crs: str) -> bool:
+    """Whether a CRS is projected with metre units: pixel sizes and areas in degrees are not areas."""
+    parsed = CRS.from_user_input(crs)
+    return parsed.is_projected and parsed.linear_units in ("metre", "meter")
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,13 @@ class Composite:
     valid: np.ndarray
     dates: list[date]
     observations: np.ndarray  # valid acquisitions per pixel
+
+    @classmethod
+    def empty(cls, grid: ReadGrid, n_bands: int) -> Composite:
+        """A window that saw nothing on the grid: every pixel unseen, no dates."""
+        shape = (grid.height, grid.width)
+        return cls(reflectance=np.full((n_bands, *shape), np.nan, dtype=np.float32),
+                   valid=np.zeros(shape, dtype=bool), dates=[], observations=np.zeros(shape, dtype=np.uint8))
 
 
 @dataclass

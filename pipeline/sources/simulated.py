@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
+import numpy as np
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.config import DateRange
@@ -44,3 +46,6 @@ class SimulatedSource:
 
     def composite(self, grid: ReadGrid, window: DateRange) -> Composite | None:
         return self._local.composite(grid, window)
+
+    def acquisition_reads(self, grid: ReadGrid, window: DateRange) -> list[tuple[date, np.ndarray]]:
+        return self._local.acquisition_reads(grid, window)

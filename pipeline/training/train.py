@@ -2,13 +2,15 @@
 
 The recipe (scenes, chips, loss, schedule) is fixed by `TrainingRecipe`; the same recipe and
 seed give the same weights on the same machine and torch version. A run resumes from its last
-checkpoint. At the end, per-category thresholds are calibrated on the validation scenes (never
-the held-out test scenes), and weights (safetensors) and model card are written atomically.
+checkpoint (safetensors and JSON, never a pickle). At the end, per-category thresholds are
+calibrated on the validation scenes (never the held-out test scenes), and weights (safetensors)
+and model card are written atomically.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import platform
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +33,8 @@ from pipeline.training.real_chips import Mixture, RealChangeSampler, load_unlabe
 from pipeline.training.scenes import SceneArrays, make_scenes
 from pipeline.training.splits import CITY_FOLDS, SHIPPED_FOLD, TRAIN_PAIRS, TRAIN_SEEDS, VALIDATION_SEEDS
 from pipeline.training.targets import CHANGED_ANY
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -150,14 +154,64 @@ def train(recipe: TrainingRecipe, data: Path, real_pairs: Path | None = None, la
     cities = list(load_labelled_pairs(labelled_pairs, city_names).values()) if labelled_pairs else []
     pair_names = tuple(n for n in recipe.train_pairs if real_pairs and (Path(real_pairs) / n).is_dir())
     backgrounds = load_unlabelled(real_pairs, pair_names) if real_pairs else []
-    return fit(recipe, scenes, validation, cities, backgrounds, Path(data) / f"{recipe.name}.checkpoint.pt",
+    return fit(recipe, scenes, validation, cities, backgrounds, Path(data) / f"{recipe.name}.checkpoint.safetensors",
                Path(out), {"real_pairs": list(pair_names), "labelled_cities": list(city_names)}, progress, device)
+
+
+def save_checkpoint(path: Path, tensors: dict, state: dict) -> None:
+    """Tensors as safetensors with the rest of the training state as JSON in its header: one file,
+    written atomically, which loading cannot turn into running code (a pickle can)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"state": json.dumps(state)})
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict] | None:
+    """The tensors and state of a checkpoint, or None (with a note) where there is none to resume from.
+
+    A pickle left by an older eoleads beside it (`<name>.pt`) is never unpickled: training restarts.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    legacy = path.with_suffix(".pt")
+    if not path.exists():
+        if legacy.exists():
+            log.warning("%s is a checkpoint in the old pickle format, which is not loaded (unpickling can run "
+                        "code); training starts from step 0 and checkpoints to %s; delete the old file", legacy, path)
+        return None
+    try:
+        with safe_open(path, "pt") as fh:
+            state = json.loads((fh.metadata() or {})["state"])
+        return load_file(path), state
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        log.warning("%s cannot be read (%s); training starts from step 0", path, exc)
+        return None
+
+
+def _optimiser_tensors(opt) -> dict:
+    """The optimiser's per-parameter tensors under flat names (`optimizer.<param>.<name>`)."""
+    return {f"optimizer.{i}.{name}": value for i, entries in opt.state_dict()["state"].items()
+            for name, value in entries.items()}
+
+
+def _optimiser_state(tensors: dict, param_groups: list[dict]) -> dict:
+    """The optimiser state dict again from its flat tensors and its JSON parameter groups."""
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = value
+    return {"state": state, "param_groups": param_groups}
 
 
 def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[SceneArrays], cities: list[LabelledPair],
         backgrounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]], checkpoint: Path, out: Path,
         provenance: dict | None = None, progress: bool = True, device: str = "cpu") -> Path:
-    """The training loop, resumable from `checkpoint`; writes weights and card into `out`.
+    """The training loop, resumable from `checkpoint` (a .safetensors file); writes weights and card into `out`.
 
     Thresholds are calibrated on the validation scenes and the training cities (never held-out
     ones). On CUDA the forward pass runs under bf16 autocast in channels_last; the weights stay fp32.
@@ -187,23 +241,27 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
                                                 pct_start=0.1)
     class_weights = torch.tensor([1.0] + [3.0] * len(CLASSIFIED_IDS), device=device)
     step, losses = 0, []
-    if checkpoint.exists():
-        ckpt = torch.load(checkpoint, weights_only=False, map_location=device)
-        if ckpt["signature"] == recipe.signature() and ckpt["stats"] == stats:
-            net.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            step, losses = ckpt["step"], ckpt["losses"]
-            sampler.rng.bit_generator.state = ckpt["sampler_rng"]
-            torch.set_rng_state(ckpt["torch_rng"].cpu())
+    saved = read_checkpoint(checkpoint)
+    if saved is not None:
+        tensors, state = saved
+        if state["signature"] == recipe.signature() and state["stats"] == stats:
+            net.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+            opt.load_state_dict(_optimiser_state(tensors, state["optimizer_param_groups"]))
+            sched.load_state_dict(state["scheduler"])
+            step, losses = state["step"], state["losses"]
+            sampler.rng.bit_generator.state = state["sampler_rng"]
+            torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        else:
+            log.warning("%s is of another recipe or other data; training starts from step 0", checkpoint)
 
-    def save_checkpoint() -> None:
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(checkpoint) as tmp:
-            torch.save({"signature": recipe.signature(), "stats": stats, "model": net.state_dict(),
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
-                        "losses": losses, "sampler_rng": sampler.rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state()}, tmp)
+    def save() -> None:
+        save_checkpoint(checkpoint, {**{f"model.{k}": v for k, v in net.state_dict().items()},
+                                     **_optimiser_tensors(opt)},
+                        {"signature": recipe.signature(), "stats": stats,
+                         "optimizer_param_groups": opt.state_dict()["param_groups"],
+                         "scheduler": sched.state_dict(), "step": step, "losses": losses,
+                         "sampler_rng": sampler.rng.bit_generator.state,
+                         "torch_rng": torch.get_rng_state().tolist()})
 
     net.train()
     bar = tqdm(total=recipe.steps, initial=step, desc=f"training {recipe.name}", unit="step", disable=not progress)
@@ -222,7 +280,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
         bar.update()
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         if step % recipe.checkpoint_every == 0 or step == recipe.steps:
-            save_checkpoint()
+            save()
     bar.close()
     net.eval().cpu()
 

@@ -111,3 +111,11 @@ def test_patch_at_the_aoi_cut_is_kept_for_the_merge():
     assert polygons_from_labels(labels, probs, CATS, transform, "EPSG:32650", "c", 10.0).empty
     kept = polygons_from_labels(labels, probs, CATS, transform, "EPSG:32650", "c", 10.0, outside=outside)
     assert kept.touches_edge.tolist() == [True]
+
+
+def test_a_grid_in_degrees_is_refused():
+    # 0.0001 degree pixels are 1e-8 "square units": no patch would ever reach a mapping unit
+    labels = _labels_with([(10, 30, 10, 30)])
+    probs = np.full((len(CATS), 100, 100), 0.8, dtype=np.float32)
+    with pytest.raises(ValueError, match="not in metres"):
+        polygons_from_labels(labels, probs, CATS, Affine(1e-4, 0, 117, 0, -1e-4, 49), "EPSG:4326", "c", 1e-4)

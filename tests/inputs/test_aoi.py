@@ -51,3 +51,20 @@ def test_missing_file_and_missing_crs(tmp_path):
     (tmp_path / "noprj.prj").unlink()
     with pytest.raises(InputError, match="no coordinate reference system"):
         read_aoi([path])
+
+
+def test_aoi_without_gauss_krueger_zone_prefix_names_the_cause(tmp_path):
+    gk = gpd.GeoSeries([box(117.5, 48.9, 117.7, 49.0)], crs="EPSG:4326").to_crs("EPSG:4527")  # zone 39
+    path = _save(gpd.GeoDataFrame(geometry=gk.translate(xoff=-39_000_000), crs="EPSG:4527"), tmp_path / "aoi.gpkg")
+    with pytest.raises(InputError) as err:
+        read_aoi([path])
+    assert err.value.path == path and err.value.field == "crs"
+    assert "impossible coordinates" in err.value.problem and "lack the zone prefix 39" in err.value.problem
+    assert "EPSG:4548" in err.value.fix
+
+
+def test_aoi_with_swapped_axes_names_the_cause(tmp_path):
+    swapped = Polygon([(48.9, 117.5), (48.9, 117.7), (49.0, 117.7), (49.0, 117.5)])  # latitude first
+    path = _save(gpd.GeoDataFrame(geometry=[swapped], crs="EPSG:4490"), tmp_path / "aoi.geojson")
+    with pytest.raises(InputError, match="x and y are swapped: the first coordinate must be the longitude"):
+        read_aoi([path])

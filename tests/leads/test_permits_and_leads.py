@@ -17,6 +17,7 @@ WINDOWS = Windows(baseline=DateRange(start=date(2024, 7, 1), end=date(2024, 8, 3
 ZH = PermitColumns(permit_id="许可证号", permit_type="许可类型", holder="持有人", valid_from="批准日期",
                    valid_to="有效期至", reclaim_by="复垦期限")
 TYPES = {"采矿许可": "mining", "临时用地": "temporary_land", "建设用地": "construction"}
+AOI = box(117.4, 48.9, 117.7, 49.1)  # WGS84, around the registers' permits
 
 
 def _register(tmp_path, rows, crs="EPSG:4490"):
@@ -36,7 +37,7 @@ def test_chinese_columns_are_mapped_and_broken_geometry_repaired(tmp_path):
     bowtie = Polygon([(117.5, 49.0), (117.51, 49.01), (117.51, 49.0), (117.5, 49.01)])
     path = _register(tmp_path, [_row("A1", "采矿许可", "2024-01-01", "2026-12-31"),
                                 _row("A2", "临时用地", "2023/05/01", "2024-04-30", geom=bowtie)])
-    permits = load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)])
+    permits = load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)], AOI)
     t = permits.table
     assert t.permit_type.tolist() == ["mining", "temporary_land"]
     assert t.valid_from.tolist() == [date(2024, 1, 1), date(2023, 5, 1)]
@@ -48,7 +49,7 @@ def test_unmapped_column_names_the_field_and_the_columns_present(tmp_path):
     path = _register(tmp_path, [_row("A1", "采矿许可", "2024-01-01", "2026-12-31")])
     cols = ZH.model_copy(update={"valid_to": "截止日期"})
     with pytest.raises(InputError) as err:
-        load_permits([PermitLayer(path=path, columns=cols, type_values=TYPES)])
+        load_permits([PermitLayer(path=path, columns=cols, type_values=TYPES)], AOI)
     msg = str(err.value)
     assert "permits.gpkg" in msg and "permits[0].columns.valid_to" in msg and "有效期至" in msg
 
@@ -56,13 +57,13 @@ def test_unmapped_column_names_the_field_and_the_columns_present(tmp_path):
 def test_unknown_type_value_asks_for_a_mapping(tmp_path):
     path = _register(tmp_path, [_row("A1", "取土许可", "2024-01-01", "2026-12-31")])
     with pytest.raises(InputError, match=r"'取土许可'.*not mapped") as err:
-        load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)])
+        load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)], AOI)
     assert "permits[0].type_values" in str(err.value)
 
 
 def test_missing_dates_keep_the_permit_but_it_never_exempts(tmp_path):
     rows = [_row("A1", "采矿许可", "2024-01-01", None), _row("A2", "采矿许可", "soon", "2026-01-01")]
-    permits = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)])
+    permits = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)], AOI)
     assert permits.table.issues.tolist() == ["valid_to missing", "valid_from unreadable ('soon')"]
     assert any("2 permit(s) without usable dates" in n for n in permits.notes)
     for _, p in permits.table.iterrows():
@@ -71,7 +72,7 @@ def test_missing_dates_keep_the_permit_but_it_never_exempts(tmp_path):
 
 def test_chinese_and_open_ended_dates(tmp_path):
     rows = [_row("A1", "采矿许可", "2024年4月1日", "长期"), _row("A2", "采矿许可", "2024/04/01", "2026-1-31")]
-    t = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)]).table
+    t = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)], AOI).table
     assert t.valid_from.tolist() == [date(2024, 4, 1), date(2024, 4, 1)]
     assert t.valid_to.tolist() == [date.max, date(2026, 1, 31)]
     assert (t.issues == "").all()
@@ -79,14 +80,14 @@ def test_chinese_and_open_ended_dates(tmp_path):
 
 def test_open_ended_temporary_land_and_open_start(tmp_path):
     rows = [_row("T1", "临时用地", "2024-01-01", "长期"), _row("T2", "临时用地", "长期", "2026-01-01")]
-    t = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)]).table
+    t = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)], AOI).table
     assert check_permit(t.iloc[0], "temporary_land", WINDOWS).status == "valid"
     assert t.issues.tolist() == ["", "valid_from unreadable ('长期')"]
 
 
 def test_unreadable_reclamation_deadline_is_noted_but_not_undated(tmp_path):
     rows = [_row("T1", "临时用地", "2024-01-01", "2026-01-01", reclaim="soon")]
-    permits = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)])
+    permits = load_permits([PermitLayer(path=_register(tmp_path, rows), columns=ZH, type_values=TYPES)], AOI)
     assert permits.table.issues.tolist() == ["reclaim_by unreadable ('soon')"]
     assert any("unreadable reclamation deadline" in n for n in permits.notes)
     assert not any("without usable dates" in n for n in permits.notes)
@@ -97,8 +98,8 @@ def test_unreadable_reclamation_deadline_is_noted_but_not_undated(tmp_path):
 def test_permit_without_type_needs_a_default(tmp_path, blank):
     path = _register(tmp_path, [_row("A1", blank, "2024-01-01", "2026-12-31")])
     with pytest.raises(InputError, match=r"1 permit\(s\) have no type \(A1\)"):
-        load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)])
-    table = load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES, default_type="mining")]).table
+        load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES)], AOI)
+    table = load_permits([PermitLayer(path=path, columns=ZH, type_values=TYPES, default_type="mining")], AOI).table
     assert table.permit_type.tolist() == ["mining"]
 
 

@@ -150,3 +150,66 @@ def test_dates_list_only_acquisitions_that_saw_the_grid(tmp_path):
     comp = LocalGeoTiffSource([str(tmp_path / "*.tif"), str(tmp_path / "a.tif")]).composite(GRID, JULY)
     assert comp.dates == [date(2025, 7, 5)]
     assert comp.observations.max() == 1  # a.tif matched twice is still one acquisition
+
+
+@pytest.mark.parametrize(("tags", "problem"), [
+    ({"QUANTIFICATION_VALUE": "0"}, "0 is not a scale"),
+    ({"QUANTIFICATION_VALUE": "-10000"}, "-10000 is not a scale"),
+    ({"QUANTIFICATION_VALUE": "ten thousand"}, "'ten thousand' is not a number"),
+    ({"BOA_ADD_OFFSET": "nan"}, "'nan' is not a number"),
+    ({"QUANTIFICATION_VALUE": "1"}, r"median reflectance of 1e\+03"),  # every pixel would be blinding white
+])
+def test_nonsense_radiometric_metadata_names_the_tag(tmp_path, tags, problem):
+    import rasterio
+
+    path = write_s2(tmp_path / "a.tif", _refl(0.1), "2025-07-10")
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(**tags)
+    with pytest.raises(InputError, match=problem) as err:
+        inspect_file(path)
+    assert err.value.path == path and err.value.field == next(iter(tags))
+
+
+def _float_file(path, values: np.ndarray, when: str = "2025-07-10"):
+    import rasterio
+
+    with rasterio.open(path, "w", driver="GTiff", width=20, height=20, count=6, dtype="float32", crs=GRID.crs,
+                       transform=GRID.transform, nodata=0) as dst:
+        dst.write(values.astype(np.float32))
+        dst.descriptions = ("B02", "B03", "B04", "B08", "B11", "B12")
+        dst.update_tags(ACQUISITION_DATE=when)
+    return path
+
+
+def test_float_files_of_digital_numbers_are_told_from_reflectance_and_converted_with_a_note(tmp_path):
+    _float_file(tmp_path / "refl.tif", _refl(0.1))
+    _float_file(tmp_path / "dn.tif", _refl(1000.0), "2025-07-20")  # 0.1 as digital numbers
+    source = LocalGeoTiffSource([str(tmp_path / "*.tif")])
+    assert [a.float_digital_numbers for a in source.acquisitions] == [True, False]
+    comp = source.composite(GRID, JULY)
+    np.testing.assert_allclose(comp.reflectance, 0.1, atol=1e-6)
+    assert len(source.notes) == 1 and source.notes[0].startswith("1 floating-point file(s) hold digital numbers")
+    assert "dn.tif" in source.notes[0] and "refl.tif" not in source.notes[0]
+
+
+def test_unreadable_data_names_the_file_and_the_fix(tmp_path):
+    from pipeline.sources.local import DamagedFileError, read_reflectance
+
+    path = write_s2(tmp_path / "a.tif", _refl(0.1, (200, 200)), "2025-07-10")
+    acq = inspect_file(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # cut short after it was inspected
+    with pytest.raises(DamagedFileError, match="its data cannot be read") as err:
+        read_reflectance(acq, ReadGrid(GRID.crs, GRID.transform, 200, 200), LocalGeoTiffSource.bands)
+    assert err.value.path == path and "fetch or export it again" in err.value.fix
+
+
+def test_empty_window_reads_as_a_scene_that_saw_nothing(tmp_path):
+    from pipeline.config import Windows
+    from pipeline.sources import read_scene
+
+    write_s2(tmp_path / "a.tif", _refl(0.1), "2025-07-10")
+    june_2024 = DateRange(start=date(2024, 6, 1), end=date(2024, 6, 30))
+    scene = read_scene(LocalGeoTiffSource([str(tmp_path / "a.tif")]), GRID,
+                       Windows(baseline=june_2024, monitoring=JULY))
+    assert scene.before.dates == [] and not scene.before.valid.any() and scene.after.valid.all()
+    assert not scene.valid.any()

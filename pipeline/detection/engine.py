@@ -1,0 +1,337 @@
+"""The streaming detection engine shared by runs (per cell) and `detect` (whole pairs of any size).
+
+The scene is read in horizontal bands, one per row of tiles, by a reader thread that keeps a
+few bands ahead of the model. Tiles with no valid pixel (no data, cloud) never reach the model.
+Tiles travel to the device as they were read (uint16 digital numbers stay uint16, through pinned
+memory on CUDA); radiometry (scale and offset) and, for a learned detector, the features and
+their standardisation are computed there. Overlapping tiles are blended on the device with the
+weights of `tiling.blend_weights` into a band of rows that rolls down the scene: rows no later
+tile can reach are handed, final, to a sink in a writer thread, so reading, the model and writing
+overlap and memory does not grow with the scene's height.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detectors.categories import Zone
+from detectors.interface import Detector
+from pipeline.detection.tiling import TILING, Tile, Tiling, blend_weights, tile_grid
+
+#: Share of the GPU's free memory a batch of tiles may take (the rest: the rolling band, the
+#: allocator's slack, other processes).
+GPU_MEMORY_SHARE = 0.5
+#: No batch is larger than this, however much memory is free.
+MAX_BATCH = 512
+
+
+@dataclass
+class InferenceStats:
+    """Tiles run and tiles skipped for having no valid pixel, for the run table."""
+
+    tiles: int = 0
+    tiles_without_data: int = 0
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """reflectance = (value + offset) / scale, applied on the device; (1, 0) for reflectance."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+@dataclass
+class RowBand:
+    """Rows [row, row + height) of the scene, full width, as read: the file's dtype, not reflectance."""
+
+    row: int
+    before: np.ndarray  # (bands, rows, cols)
+    after: np.ndarray
+    valid: np.ndarray  # (rows, cols): seen on both dates
+    zones: dict[Zone, np.ndarray] = field(default_factory=dict)  # (rows, cols) per supplied zone
+
+
+@dataclass
+class Chunk:
+    """Final probabilities of rows [row, row + rows) of the scene, zero where not seen."""
+
+    row: int
+    probs: np.ndarray  # (categories, rows, cols) float32
+    valid: np.ndarray  # (rows, cols)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine feeds the detector."""
+
+    batch_size: int | None = None  # None: the tiling's on the CPU, as many as free memory holds on a GPU
+    prefetch: int = 2  # bands read ahead of the model
+
+
+def prepare(detector: Detector, precision: str = "auto", compile: bool = False) -> Detector:
+    """The detector set to run at `precision` on a GPU (auto: bf16 where supported, else fp16;
+    or bf16, fp16, fp32) and compiled with torch.compile if asked; a detector without a network
+    (the baseline) runs as it is."""
+    if hasattr(detector, "precision"):
+        detector.precision = precision
+        if compile:
+            detector.compile()
+    return detector
+
+
+def fitting_batch_size(free_bytes: int, tile_bytes: int, share: float = GPU_MEMORY_SHARE) -> int:
+    """How many tiles of `tile_bytes` each (their peak working memory) fit in `share` of `free_bytes`."""
+    return max(1, min(MAX_BATCH, int(free_bytes * share) // max(1, tile_bytes)))
+
+
+@dataclass
+class _Pending:
+    tile: Tile
+    before: np.ndarray
+    after: np.ndarray
+    valid: np.ndarray
+    zones: dict[Zone, np.ndarray]
+
+
+class _Device:
+    """Moves host arrays to the device: through pinned memory and without blocking on CUDA."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.torch, self.name = torch, device
+        self.cuda = device.startswith("cuda")
+
+    def put(self, array: np.ndarray):
+        t = self.torch.from_numpy(np.ascontiguousarray(array))
+        if not self.cuda:
+            return t
+        return t.pin_memory().to(self.name, non_blocking=True)
+
+
+class _Blender:
+    """The rolling band of rows in which overlapping tiles are blended, on the device."""
+
+    def __init__(self, categories: int, height: int, width: int, tiling: Tiling, device: _Device) -> None:
+        self.torch, self.device = device.torch, device
+        self.height, self.width, self.overlap = height, width, tiling.overlap
+        self.top = 0  # scene row of the band's first row
+        self.acc = self.torch.zeros((categories, 0, width), dtype=self.torch.float32, device=device.name)
+        self.weight = self.torch.zeros((0, width), dtype=self.torch.float32, device=device.name)
+        self.valid = np.zeros((0, width), dtype=bool)
+        self._weights: dict[tuple[bool, bool, bool, bool], object] = {}
+
+    def _reach(self, row: int) -> None:
+        """Grow the band so that it holds scene rows up to `row`."""
+        more = row - self.top - self.weight.shape[0]
+        if more > 0:
+            t = self.torch
+            self.acc = t.cat([self.acc, t.zeros((self.acc.shape[0], more, self.width), device=self.acc.device)], 1)
+            self.weight = t.cat([self.weight, t.zeros((more, self.width), device=self.weight.device)], 0)
+            self.valid = np.concatenate([self.valid, np.zeros((more, self.width), dtype=bool)])
+
+    def add_valid(self, band: RowBand) -> None:
+        self._reach(band.row + band.valid.shape[0])
+        self.valid[band.row - self.top:band.row - self.top + band.valid.shape[0]] = band.valid
+
+    def _tile_weights(self, tile: Tile):
+        key = (tile.row > 0, tile.row + tile.height < self.height, tile.col > 0, tile.col + tile.width < self.width)
+        if key not in self._weights:
+            self._weights[key] = self.device.put(blend_weights(tile, self.height, self.width, self.overlap))
+        return self._weights[key]
+
+    def add(self, tiles: list[Tile], probs) -> None:
+        """Blend a batch of tile probabilities (N, categories, rows, cols) on the device."""
+        for tile, p in zip(tiles, probs, strict=True):
+            w = self._tile_weights(tile)
+            r, c = tile.row - self.top, tile.col
+            self.acc[:, r:r + tile.height, c:c + tile.width] += p * w
+            self.weight[r:r + tile.height, c:c + tile.width] += w
+
+    def flush(self, until: int) -> Chunk | None:
+        """The rows from the band's top to `until`, final, and the band rolled past them."""
+        n = until - self.top
+        if n <= 0:
+            return None
+        weight = self.weight[:n]
+        probs = (self.acc[:, :n] / weight.clamp(min=1e-12) * (weight > 0)).cpu().numpy()
+        valid = self.valid[:n].copy()
+        probs *= valid
+        self.acc, self.weight, self.valid = self.acc[:, n:].clone(), self.weight[n:].clone(), self.valid[n:]
+        chunk = Chunk(self.top, probs, valid)
+        self.top = until
+        return chunk
+
+
+class _Reader(threading.Thread):
+    """Reads the bands ahead of the model into a bounded queue; an error travels to the consumer."""
+
+    def __init__(self, read: Callable[[int, int], RowBand], spans: list[tuple[int, int]], depth: int) -> None:
+        super().__init__(daemon=True, name="eoleads-reader")
+        self.read, self.spans = read, spans
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for row0, row1 in self.spans:
+                if self.stop.is_set():
+                    return
+                self._put(self.read(row0, row1))
+        except BaseException as exc:  # re-raised in the consumer's thread
+            self._put(exc)
+
+    def _put(self, item) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def bands(self) -> Iterator[RowBand]:
+        self.start()
+        try:
+            for _ in self.spans:
+                item = self.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.stop.set()
+
+
+class Engine:
+    """Runs a detector over a scene of `height` × `width` pixels read band by band by `read`."""
+
+    def __init__(self, detector: Detector, tiling: Tiling = TILING, options: EngineOptions | None = None) -> None:
+        self.detector, self.tiling, self.options = detector, tiling, options or EngineOptions()
+        self.device = _Device(getattr(detector, "device", "cpu"))
+        self.stats = InferenceStats()
+
+    def batch_size(self, tile_shape: tuple[int, int], bands: int) -> int:
+        """The configured batch size; on a GPU, unless configured, as many tiles as free memory holds."""
+        if self.options.batch_size:
+            return self.options.batch_size
+        if not self.device.cuda:
+            return self.tiling.batch_size
+        torch = self.device.torch
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        probe = 2
+        dummy = np.zeros((probe, bands, *tile_shape), dtype=np.float32)
+        self._predict(dummy, dummy, np.ones((probe, *tile_shape), bool), {}, Radiometry(), Radiometry())
+        torch.cuda.synchronize()
+        per_tile = (torch.cuda.max_memory_allocated() - base) // probe
+        free, _ = torch.cuda.mem_get_info()
+        return fitting_batch_size(free, per_tile)
+
+    def _predict(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray, zones: dict[Zone, np.ndarray],
+                 rad_before: Radiometry, rad_after: Radiometry):
+        """Probabilities (N, categories, rows, cols) of a batch, as a tensor on the device."""
+        dev = self.device
+        b = (dev.put(before).float() + rad_before.offset) / rad_before.scale
+        a = (dev.put(after).float() + rad_after.offset) / rad_after.scale
+        v, z = dev.put(valid), {k: dev.put(m) for k, m in zones.items()}
+        predict_tensor = getattr(self.detector, "predict_tensor", None)
+        if predict_tensor is not None:
+            return predict_tensor(b, a, v, z)
+        host = self.detector.predict(b.cpu().numpy(), a.cpu().numpy(), valid, zones)  # a numpy detector
+        return dev.put(host)
+
+    def run(self, read: Callable[[int, int], RowBand], height: int, width: int, sink: Callable[[Chunk], None],
+            radiometry: tuple[Radiometry, Radiometry] = (Radiometry(), Radiometry())) -> InferenceStats:
+        """Probabilities of the whole scene, handed to `sink` (in a writer thread) in row order."""
+        tiles = tile_grid(height, width, self.tiling.tile_size, self.tiling.overlap)
+        th, tw = tiles[0].height, tiles[0].width
+        rows = sorted({t.row for t in tiles})
+        by_row = {r: [t for t in tiles if t.row == r] for r in rows}
+        self.stats = InferenceStats(tiles=len(tiles))
+        writer = _Writer(sink)
+        blender = _Blender(len(self.detector.categories), height, width, self.tiling, self.device)
+        reader = _Reader(read, [(r, r + th) for r in rows], self.options.prefetch)
+        batch_size: int | None = None
+        pending: list[_Pending] = []
+
+        def run_batch(batch: list[_Pending]) -> None:
+            probs = self._predict(np.stack([p.before for p in batch]), np.stack([p.after for p in batch]),
+                                  np.stack([p.valid for p in batch]),
+                                  {z: np.stack([p.zones[z] for p in batch]) for z in batch[0].zones}, *radiometry)
+            blender.add([p.tile for p in batch], probs)
+
+        try:
+            for i, band in enumerate(reader.bands()):
+                blender.add_valid(band)
+                for t in by_row[band.row]:
+                    cols = slice(t.col, t.col + tw)
+                    valid = band.valid[:, cols]
+                    if not valid.any():
+                        self.stats.tiles_without_data += 1
+                        continue
+                    pending.append(_Pending(t, band.before[:, :, cols], band.after[:, :, cols], valid,
+                                            {z: m[:, cols] for z, m in band.zones.items()}))
+                if batch_size is None and pending:
+                    batch_size = self.batch_size((th, tw), band.before.shape[0])
+                while batch_size and len(pending) >= batch_size:
+                    run_batch(pending[:batch_size])
+                    del pending[:batch_size]
+                frontier = pending[0].tile.row if pending else (rows[i + 1] if i + 1 < len(rows) else height)
+                writer.put(blender.flush(frontier))
+            if pending:
+                run_batch(pending)
+            writer.put(blender.flush(height))
+        except BaseException:
+            writer.abandon()
+            raise
+        writer.finish()
+        return self.stats
+
+
+class _Writer(threading.Thread):
+    """Hands final chunks to the sink in its own thread, so the model does not wait on writing."""
+
+    def __init__(self, sink: Callable[[Chunk], None]) -> None:
+        super().__init__(daemon=True, name="eoleads-writer")
+        self.sink = sink
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.sink(chunk)
+                except BaseException as exc:  # re-raised in the engine's thread
+                    self.error = exc
+
+    def put(self, chunk: Chunk | None) -> None:
+        if self.error is not None:
+            raise self.error
+        if chunk is not None:
+            self.queue.put(chunk)
+
+    def abandon(self) -> None:
+        self.queue.put(None)
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def array_reader(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
+                 zones: dict[Zone, np.ndarray]) -> Callable[[int, int], RowBand]:
+    """Bands of a scene already in memory (a run's cell)."""
+    def read(row0: int, row1: int) -> RowBand:
+        rows = slice(row0, row1)
+        return RowBand(row0, before[:, rows], after[:, rows], valid[rows], {z: m[rows] for z, m in zones.items()})
+    return read
