@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The project needs torch>=2.4; locally we pin the build that installs from this network's mirror.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-fast lint bench venv clean train compare-models evaluate gpu-check
+.PHONY: demo test test-fast lint bench venv clean train compare-models evaluate gpu-check region-bench gpu-predict
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +50,18 @@ compare-models: venv
 evaluate: venv
 	$(VENV)/bin/eoleads evaluate --held-out --demo-seeds --write-docs $(REAL_ARG)
 
+# On a lent GPU, about 3 minutes; GPU_CHECK_ARGS=--compile also times torch.compile.
+# A Hulunbuir-sized AOI over procedural imagery (nothing stored): REGION_FRACTION=1 runs the whole region
+REGION_FRACTION ?= 20
+region-bench: venv
+	$(PY) -m pipeline.evaluation.region --fraction $(REGION_FRACTION) --out runs/region --write-docs -q
+
 gpu-check: venv
-	$(PY) -m pipeline.evaluation.gpucheck --out docs/benchmarks.md
+	$(PY) -m pipeline.evaluation.gpucheck --out docs/benchmarks.md $(GPU_CHECK_ARGS)
+
+# No GPU needed: what an H100-class card would do for all of Hulunbuir, from this CPU's figures.
+gpu-predict: venv
+	$(PY) -m pipeline.evaluation.gpucheck --predict --out docs/benchmarks.md
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -129,10 +129,11 @@ class SegmentationDetector:
         return cls(card, net, device, active, Path(card_path))
 
     def compile(self) -> None:
-        """Compile the network with torch.compile (slow to start, faster per tile on a GPU)."""
+        """Compile the network with torch.compile (slow to start, faster per tile on a GPU); once."""
         import torch
 
-        self.net = torch.compile(self.net)
+        if not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
+            self.net = torch.compile(self.net)
 
     def _autocast_dtype(self):  # -> torch.dtype | None
         """The reduced precision the forward pass runs in: only on CUDA, per `precision`."""

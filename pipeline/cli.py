@@ -107,7 +107,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.plan import format_plan, plan_config
 
-    print(format_plan(plan_config(load_config(Path(args.config)))))
+    print(format_plan(plan_config(load_config(Path(args.config)), Path(args.config))))
     return 0
 
 
@@ -173,7 +173,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
     layers = [ZoneLayer(path=Path(args.zones), column=args.zone_column)] if args.zones else []
     result = detect(Path(args.before), Path(args.after), Path(args.out), args.detector, layers, args.radiometry,
-                    args.bands, args.device)
+                    args.bands, args.device, precision=args.precision, compile=args.compile,
+                    batch_size=args.batch_size)
     print(f"{len(result.polygons)} changes written to {result.changes}")
     for cat, n in result.polygons.category.value_counts().items():
         print(f"  {cat}: {n}")
@@ -313,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zones", help="zone layer with a column naming each feature's zone (docs/configuration.md)")
     p.add_argument("--zone-column", default="zone", help="that column (default: zone)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                   help="the model's arithmetic on a GPU (default: auto, bf16 where supported, else fp16)")
+    p.add_argument("--compile", action="store_true", help="compile the model with torch.compile (slow start, "
+                   "faster on a GPU)")
+    p.add_argument("--batch-size", type=_positive, help="tiles per model call (default: as many as the GPU's free "
+                   "memory holds; 8 on the CPU)")
     p.set_defaults(func=_cmd_detect)
     p = sub.add_parser("train", help="train the shipped model from its seed",
                        description="Simulate training and validation scenes (cached), train with checkpoints "

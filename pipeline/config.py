@@ -208,7 +208,7 @@ class ProceduralSource(_Strict):
     type: Literal["procedural"]
     seed: int = 0
     cloud_cover: float = Field(0.05, ge=0, lt=1, description="share of each overpass under cloud")
-    change_density: float = Field(0.3, ge=0, le=1, description="chance of one change per 2 km square")
+    change_density: float = Field(0.5, ge=0, le=1, description="chance of one change per 2 km square")
     changes_from: date = Field(date(2025, 1, 1), description="overpasses from this day on show the changes")
 
     def build(self, aoi_wgs84: BaseGeometry) -> ImagerySource:
@@ -360,6 +360,9 @@ class DetectionConfig(_Strict):
     tile_size: int = Field(TILING.tile_size, ge=32, le=2048)
     tile_overlap: int = Field(TILING.overlap, ge=0)
     batch_size: int = Field(TILING.batch_size, ge=1)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="the model's arithmetic on a GPU: auto (bf16 where supported, else fp16) or fp32")
+    compile: bool = Field(False, description="compile the model with torch.compile (slow start, faster on a GPU)")
     thresholds: dict[CategoryId, Annotated[float, Field(gt=0, lt=1)]] = Field(  # type: ignore[valid-type]
         default_factory=dict, description="decision threshold per category, overriding the detector's")
 
@@ -461,6 +464,8 @@ class RunConfig(_Strict):
     #: What the finished cells depend on. Permits, the output CRS and evidence only enter when
     #: the cells are merged, which every run does afresh, so changing them needs no --fresh.
     CELL_FIELDS: ClassVar[set[str]] = {"aoi", "windows", "source", "categories", "zones", "grid", "detection"}
+    #: How the model runs, not what it finds: changing them keeps the finished cells.
+    HOW_FIELDS: ClassVar[dict] = {"detection": {"precision", "compile"}}
 
     def fingerprint(self, weights_sha256: str) -> str:
         """A hash of everything the finished cells depend on; a run folder keeps to one fingerprint.
@@ -469,7 +474,8 @@ class RunConfig(_Strict):
         with its configuration keeps its fingerprint and its finished cells. A model counts by
         the hash of its weights (`weights_sha256`, given by the caller that loaded it), not only by its name.
         """
-        text = json.dumps(self.model_dump(mode="json", include=self.CELL_FIELDS), sort_keys=True)
+        text = json.dumps(self.model_dump(mode="json", include=self.CELL_FIELDS, exclude=self.HOW_FIELDS),
+                          sort_keys=True)
         if self._base is not None:
             text = text.replace(json.dumps(str(self._base) + os.sep)[1:-1], "<config folder>/")
         text += weights_sha256  # retrained weights under the same name change the cells

@@ -102,12 +102,14 @@ def plan_simulation(folder: Path, cells: list[Cell], windows: Windows) -> Source
         "nothing is downloaded"])
 
 
-def plan_config(config: RunConfig) -> SourcePlan:
-    """Read the AOI, lay out the cells and ask the configured source for its figures."""
+def plan_config(config: RunConfig, config_path: Path | None = None) -> SourcePlan:
+    """Read the AOI, lay out the cells (after the same size limits a run checks) and ask the
+    configured source for its figures."""
     from pipeline.inputs.aoi import read_aoi
-    from pipeline.inputs.grid import make_cells
+    from pipeline.inputs.grid import make_cells, plan_grid
 
     aoi = read_aoi(config.aoi)
+    config.limits.check(plan_grid(aoi.geometry, config.grid.cell_size_px, config.grid.resolution_m), config_path)
     cells = make_cells(aoi.geometry, config.grid.cell_size_px, config.grid.resolution_m)
     plan = config.source.plan(aoi.geometry, cells, config.windows)
     plan.notes[:0] = aoi.notes

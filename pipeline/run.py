@@ -19,6 +19,7 @@ from pipeline.atomic import write_json_atomic
 from pipeline.cluster import CellContext, run_cells, run_detector
 from pipeline.config import RunConfig, Windows
 from pipeline.detection.decision import decide
+from pipeline.detection.engine import prepare
 from pipeline.detection.inference import predict_scene
 from pipeline.detection.probabilities import write_probabilities
 from pipeline.detection.vectorize import merge_across_cells, polygons_from_labels
@@ -112,6 +113,7 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
     with timer("zones"):
         zone_masks = zones.masks(grid)
     with timer("detect"):
+        detector = prepare(detector, config.detection.precision, config.detection.compile)
         probs, stats = predict_scene(scene, zone_masks, detector, config.detection.tiling)
         unused = [i for i, c in enumerate(detector.categories)
                   if c not in config.categories or c in zones.switched_off]

@@ -3,8 +3,13 @@ worker is recorded and retried, and a run resumes what a distributed run left.""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pyogrio
 import pytest
 import yaml
@@ -29,7 +34,7 @@ def scheduler() -> str:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The tiny region run in this process: its layers."""
     folder = tmp_path_factory.mktemp("in-process")
-    path = write_tiny_region(folder)
+    path = _tiny_region(folder)
     result = run(load_config(path), path, progress=False)
     assert result.exit_code == 0 and len(result.leads) == 3
     return _layers(folder / "out")
@@ -44,11 +49,16 @@ def _same_layers(out: Path, expected: dict) -> None:
         assert a.geometry.geom_equals_exact(b.geometry, tolerance=0).all(), layer
 
 
-def _on_cluster(folder: Path, scheduler: str) -> Path:
+def _tiny_region(folder: Path, **changes) -> Path:
+    """The tiny region without a lead register: a run's leads then do not depend on the runs before it."""
     path = write_tiny_region(folder)
     config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    path.write_text(yaml.safe_dump({**config, "cluster": {"scheduler": scheduler}}), encoding="utf-8")
+    path.write_text(yaml.safe_dump({**config, "register": None, **changes}), encoding="utf-8")
     return path
+
+
+def _on_cluster(folder: Path, scheduler: str, **changes) -> Path:
+    return _tiny_region(folder, cluster={"scheduler": scheduler}, **changes)
 
 
 def test_two_worker_processes_give_the_geopackage_of_one(scheduler: str, reference: dict, tmp_path: Path) -> None:
@@ -60,7 +70,7 @@ def test_two_worker_processes_give_the_geopackage_of_one(scheduler: str, referen
 
 
 def test_a_cell_failing_on_a_worker_is_recorded_and_retried(scheduler: str, reference: dict, tmp_path: Path) -> None:
-    path = _on_cluster(tmp_path, scheduler)
+    path = _on_cluster(tmp_path, scheduler)  # the dossier is written too, without the damaged imagery
     damaged = tmp_path / "imagery" / "after.tif"
     intact = damaged.read_bytes()
     with open(damaged, "r+b") as fh:  # a download cut short: the southern rows are missing
@@ -100,3 +110,22 @@ def test_an_unreachable_scheduler_is_an_input_error(tmp_path: Path) -> None:
     assert "no Dask scheduler answers at tcp://127.0.0.1:9" in done.stderr and "cluster.scheduler" in done.stderr
     assert not (tmp_path / "out" / "leads.gpkg").exists()
 
+
+
+def test_ctrl_c_cancels_the_tasks_stops_the_workers_and_the_same_command_resumes(reference: dict,
+                                                                                  tmp_path: Path) -> None:
+    path = _tiny_region(tmp_path)
+    job = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(path), "-q", "--workers", "2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not list((tmp_path / "out" / "cells").glob("*/cell.json")) and job.poll() is None:
+        time.sleep(0.01)
+    workers = psutil.Process(job.pid).children(recursive=True)
+    job.send_signal(signal.SIGINT)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 130, stderr
+    assert "interrupted: stopped with " in stderr and " of 16 cells finished" in stderr and "Traceback" not in stderr
+    assert workers and not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+    again = eoleads("run", str(path), "-q", "--workers", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    _same_layers(tmp_path / "out", reference)

@@ -5,6 +5,7 @@ import numpy as np
 import yaml
 
 from pipeline.cli import main
+from pipeline.paths import AOI_DIR
 from tests.conftest import write_s2
 from tests.sources.stac_server import StacApi, split_into_band_cogs
 
@@ -84,3 +85,15 @@ def test_plan_against_a_catalog_that_is_down_exits_2_with_the_fix(tmp_path, caps
     assert main(["plan", str(_config(tmp_path, {"type": "stac", "url": url}))]) == 2
     err = capsys.readouterr().err
     assert "cannot reach the STAC catalog" in err and "type: local" in err
+
+
+def test_plan_refuses_an_absurd_grid_before_making_cells(tmp_path, capsys):
+    """`plan` checks the same size limits as `run`: 10⁻⁶ m pixels would take forever to lay out."""
+    config = tmp_path / "absurd.yaml"
+    config.write_text(
+        "name: absurd\naoi: [" + str(AOI_DIR / "demo_hulun_shore.geojson") + "]\n"
+        "windows: {baseline: {start: 2021-06-01, end: 2021-08-31}, monitoring: {start: 2023-06-01, end: 2023-08-31}}\n"
+        "source: {type: simulated, folder: sim}\noutput: out\ngrid: {resolution_m: 0.000001}\n", encoding="utf-8")
+    assert main(["plan", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "limits.max_cells" in err and "Traceback" not in err

@@ -12,8 +12,10 @@ overlap and memory does not grow with the scene's height.
 
 from __future__ import annotations
 
+import ctypes
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -28,6 +30,8 @@ from pipeline.detection.tiling import TILING, Tile, Tiling, blend_weights, tile_
 GPU_MEMORY_SHARE = 0.5
 #: No batch is larger than this, however much memory is free.
 MAX_BATCH = 512
+#: Batch sizes probed on the GPU, per detector and (tile shape, bands).
+_GPU_BATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -72,6 +76,16 @@ class EngineOptions:
 
     batch_size: int | None = None  # None: the tiling's on the CPU, as many as free memory holds on a GPU
     prefetch: int = 2  # bands read ahead of the model
+
+
+def _return_freed_buffers() -> None:
+    """Have glibc map buffers of a MiB and more directly, so that they go back to the system when
+    freed: by default its threshold adapts upwards and the bands of megabytes that the reader,
+    model and writer threads pass along stay in per-thread heaps, growing the process with the scene."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: its allocator is left as it is
+        pass
 
 
 def prepare(detector: Detector, precision: str = "auto", compile: bool = False) -> Detector:
@@ -163,7 +177,7 @@ class _Blender:
         probs = (self.acc[:, :n] / weight.clamp(min=1e-12) * (weight > 0)).cpu().numpy()
         valid = self.valid[:n].copy()
         probs *= valid
-        self.acc, self.weight, self.valid = self.acc[:, n:].clone(), self.weight[n:].clone(), self.valid[n:]
+        self.acc, self.weight, self.valid = self.acc[:, n:], self.weight[n:], self.valid[n:]  # views
         chunk = Chunk(self.top, probs, valid)
         self.top = until
         return chunk
@@ -203,8 +217,9 @@ class _Reader(threading.Thread):
                 if isinstance(item, BaseException):
                     raise item
                 yield item
-        finally:
+        finally:  # the files it reads are closed after this: it must have stopped reading
             self.stop.set()
+            self.join()
 
 
 class Engine:
@@ -214,6 +229,7 @@ class Engine:
         self.detector, self.tiling, self.options = detector, tiling, options or EngineOptions()
         self.device = _Device(getattr(detector, "device", "cpu"))
         self.stats = InferenceStats()
+        _return_freed_buffers()
 
     def batch_size(self, tile_shape: tuple[int, int], bands: int) -> int:
         """The configured batch size; on a GPU, unless configured, as many tiles as free memory holds."""
@@ -221,6 +237,13 @@ class Engine:
             return self.options.batch_size
         if not self.device.cuda:
             return self.tiling.batch_size
+        known = _GPU_BATCH.setdefault(self.detector, {})
+        if (tile_shape, bands) not in known:  # probed once per detector: a run has thousands of cells
+            known[tile_shape, bands] = self._probe_batch_size(tile_shape, bands)
+        return known[tile_shape, bands]
+
+    def _probe_batch_size(self, tile_shape: tuple[int, int], bands: int) -> int:
+        """Runs two tiles, measures their peak memory and fits as many as free memory holds."""
         torch = self.device.torch
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
@@ -300,13 +323,14 @@ class _Writer(threading.Thread):
     def __init__(self, sink: Callable[[Chunk], None]) -> None:
         super().__init__(daemon=True, name="eoleads-writer")
         self.sink = sink
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
+        self.abandoned = False
         self.start()
 
     def run(self) -> None:
         while (chunk := self.queue.get()) is not None:
-            if self.error is None:
+            if self.error is None and not self.abandoned:
                 try:
                     self.sink(chunk)
                 except BaseException as exc:  # re-raised in the engine's thread
@@ -319,7 +343,10 @@ class _Writer(threading.Thread):
             self.queue.put(chunk)
 
     def abandon(self) -> None:
+        """Stop after the chunk in hand (the file it writes is closed after this)."""
+        self.abandoned = True  # the chunks still queued are dropped
         self.queue.put(None)
+        self.join()
 
     def finish(self) -> None:
         self.queue.put(None)

@@ -16,7 +16,6 @@ its markers in the output file is replaced; the rest of the file is kept.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import resource
@@ -47,14 +46,16 @@ QUICK_SIZES = (512, 640, 768)
 RSS_CAP_MB = 8192
 #: Ground area of one 10 m pixel.
 PIXEL_KM2 = 1e-4
-#: How `detect`'s stages are found when it does not take a StageTimer: the functions pipeline.detect
-#: calls for each stage, timed where the module has them.
+#: Where `detect` spends each stage: the functions and methods ("module:attribute") timed around it.
 DETECT_STAGES: dict[str, tuple[str, ...]] = {
-    "read": ("read_pair",),
-    "features and model": ("predict_arrays",),
-    "write": ("write_probabilities",),
-    "vectorise": ("decide", "polygons_from_labels", "merge_across_cells"),
+    "read": ("pipeline.sources.pair:PairBands.read",),
+    "features and model": ("pipeline.detection.engine:Engine._predict",),
+    "write": ("pipeline.detection.probabilities:ProbabilityWriter.write",),
+    "vectorise": ("pipeline.detect:decide", "pipeline.detect:polygons_from_labels",
+                  "pipeline.detect:merge_across_cells"),
 }
+#: The part of Hulunbuir the region-sized run covers in `make bench` (its southernmost 1/N).
+REGION_FRACTION = 640
 #: UTM zone 51N, in which Hulunbuir lies.
 PAIR_CRS = "EPSG:32651"
 _LAND = ("crop", "grass_green", "dry_grass", "steppe_soil", "forest", "water")
@@ -122,20 +123,25 @@ def _timed(timer: StageTimer, stage: str, func: Callable) -> Callable:
 
 @contextmanager
 def _detect_stages(timer: StageTimer) -> Iterator[None]:
-    """Time the stage functions pipeline.detect calls (those it has; see DETECT_STAGES)."""
-    import pipeline.detect as module
+    """Time the functions of DETECT_STAGES that this version has, for as long as the block runs."""
+    import importlib
 
-    saved = {name: getattr(module, name) for names in DETECT_STAGES.values() for name in names
-             if hasattr(module, name)}
-    for stage, names in DETECT_STAGES.items():
-        for name in names:
-            if name in saved:
-                setattr(module, name, _timed(timer, stage, saved[name]))
+    saved = []
+    for stage, places in DETECT_STAGES.items():
+        for place in places:
+            module, _, path = place.partition(":")
+            owner = importlib.import_module(module)
+            *parents, name = path.split(".")
+            for parent in parents:
+                owner = getattr(owner, parent, None)
+            if owner is not None and hasattr(owner, name):
+                saved.append((owner, name, getattr(owner, name)))
+                setattr(owner, name, _timed(timer, stage, getattr(owner, name)))
     try:
         yield
     finally:
-        for name, func in saved.items():
-            setattr(module, name, func)
+        for owner, name, func in reversed(saved):
+            setattr(owner, name, func)
 
 
 def _peak_rss_mb() -> float:
@@ -147,39 +153,42 @@ def child_detect(before: Path, after: Path, out: Path, repeats: int) -> dict:
     """`detect` `repeats` times on one pair: seconds end to end and per stage for each run."""
     from pipeline.detect import detect
 
-    takes_timer = "timer" in inspect.signature(detect).parameters
     seconds, stages = [], []
     for i in range(repeats):
         timer = StageTimer()
         start = time.perf_counter()
-        if takes_timer:
-            detect(before, after, out / f"run{i}", DEFAULT_MODEL, device="cpu", timer=timer)
-        else:
-            with _detect_stages(timer):
-                detect(before, after, out / f"run{i}", DEFAULT_MODEL, device="cpu")
+        with _detect_stages(timer):
+            detect(before, after, out / f"run{i}", DEFAULT_MODEL, device="cpu")
         seconds.append(time.perf_counter() - start)
         stages.append(dict(timer.seconds))
     return {"seconds": seconds, "stages": stages, "rss_mb": _peak_rss_mb()}
+
+
+def pair_tiles(before: Path, after: Path, detector, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`count` tiles (before, after, valid) of the tiling's size from a pair, held in memory, for timing the
+    model without I/O (the pair's first `count` tiles side by side, row after row)."""
+    from pipeline.detection.tiling import TILING
+    from pipeline.sources.pair import read_pair
+
+    pair = read_pair(before, after, wanted=detector.bands)
+    side = TILING.tile_size
+    per_row = pair.grid.width // side
+    picks = [(slice((k // per_row) * side, (k // per_row + 1) * side),
+              slice((k % per_row) * side, (k % per_row + 1) * side))
+             for k in range(min(count, per_row * (pair.grid.height // side)))]
+    return (np.stack([pair.before[(slice(None), *p)] for p in picks]),
+            np.stack([pair.after[(slice(None), *p)] for p in picks]), np.stack([pair.valid[p] for p in picks]))
 
 
 def child_model(before: Path, after: Path, tiles: int, repeats: int) -> dict:
     """The detector alone on `tiles` tiles of the pair held in memory: forward pass, and features + forward."""
     from detectors import load_detector
     from pipeline.detection.tiling import TILING
-    from pipeline.sources.pair import read_pair
 
     detector = load_detector(DEFAULT_MODEL, None, "cpu")
-    pair = read_pair(before, after, wanted=detector.bands)
-    side, batch = TILING.tile_size, TILING.batch_size
-    per_row = pair.grid.width // side
-    picks = [(slice((k // per_row) * side, (k // per_row + 1) * side), slice((k % per_row) * side,
-                                                                           (k % per_row + 1) * side))
-             for k in range(min(batch, per_row * (pair.grid.height // side)))]
-    tile_before = np.stack([pair.before[(slice(None), *p)] for p in picks])
-    tile_after = np.stack([pair.after[(slice(None), *p)] for p in picks])
-    valid = np.stack([pair.valid[p] for p in picks])
+    tile_before, tile_after, valid = pair_tiles(before, after, detector, TILING.batch_size)
     stack = detector.inputs(tile_before, tile_after, valid, {})
-    calls = math.ceil(tiles / len(picks))
+    calls = math.ceil(tiles / len(stack))
     detector.probabilities(stack)  # warm-up
 
     def median_seconds(step: Callable[[], object]) -> float:
@@ -191,7 +200,7 @@ def child_model(before: Path, after: Path, tiles: int, repeats: int) -> dict:
             times.append(time.perf_counter() - start)
         return statistics.median(times)
 
-    done = calls * len(picks)
+    done = calls * len(stack)
     forward = median_seconds(lambda: detector.probabilities(stack))
     whole = median_seconds(lambda: detector.predict(tile_before, tile_after, valid, {}))
     return {"tiles": done, "forward_tiles_per_s": done / forward, "predict_tiles_per_s": done / whole,
@@ -202,22 +211,21 @@ def child_torchgeo(before: Path, after: Path, repeats: int, reference: Path | No
     """The TorchGeo-style loop `repeats` times; its agreement with `detect`'s probabilities at `reference`."""
     import rasterio
 
-    from detectors import load_detector
+    from detectors.categories import CATEGORY_IDS
     from pipeline.detection.probabilities import probabilities_as_uint8
     from pipeline.evaluation.torchgeo_loop import torchgeo_loop
 
-    detector = load_detector(DEFAULT_MODEL, None, "cpu")
     seconds = []
-    for _ in range(repeats):
+    for _ in range(repeats):  # the model is loaded in each run, as `detect` loads it
         start = time.perf_counter()
-        result = torchgeo_loop(before, after, detector)
+        result = torchgeo_loop(before, after, DEFAULT_MODEL)
         seconds.append(time.perf_counter() - start)
     figures: dict = {"seconds": seconds, "rss_mb": _peak_rss_mb()}
     if reference is not None and reference.exists():
         with rasterio.open(reference) as src:
             theirs = src.read().astype(np.int16)
             names = src.descriptions
-        ours = probabilities_as_uint8(result.probabilities[[detector.categories.index(n) for n in names]],
+        ours = probabilities_as_uint8(result.probabilities[[CATEGORY_IDS.index(n) for n in names]],
                                       result.valid[None]).astype(np.int16)
         seen = (theirs != 255) & (ours != 255)
         diff = np.abs(theirs - ours)[seen]
@@ -264,7 +272,8 @@ def _child_main(kind: str, args: str) -> None:
     print(json.dumps(CHILDREN[kind](**{**kwargs, **paths})))
 
 
-def _tiles(size: int) -> int:
+def scene_tiles(size: int) -> int:
+    """Tiles the default tiling cuts a `size`² scene into."""
     from pipeline.detection.tiling import TILING, tile_grid
 
     return len(tile_grid(size, size, TILING.tile_size, TILING.overlap))
@@ -290,19 +299,22 @@ def bench_scale(sizes: tuple[int, ...] = SIZES, repeats: int = 3, rss_cap_mb: fl
                                        out=Path(tmp) / f"out{size}", repeats=repeats) for size in sizes}
         smallest = min(sizes)
         model = run_child("model", rss_cap_mb, before=pairs[smallest][0], after=pairs[smallest][1],
-                          tiles=_tiles(smallest), repeats=repeats)
+                          tiles=scene_tiles(smallest), repeats=repeats)
         loop = run_child("torchgeo", rss_cap_mb, before=pairs[smallest][0], after=pairs[smallest][1],
                          repeats=repeats, reference=Path(tmp) / f"out{smallest}" / "run0" / "probabilities.tif")
+        region_text = region_lines(Path(tmp) / "region") if region else None
     lines = [SCALE_BEGIN, "## `detect` at three scene sizes against the model alone and a TorchGeo-style loop, CPU",
              "", f"Machine: {machine()}; {software()}. Date: {datetime.now(UTC):%Y-%m-%d}. "
              "Synthetic L2A-like pairs (uint16, six bands, tiled 512², deflate; fields of measured spectra and "
              f"about one change per 25 ha), written in {written:.0f} s before the runs. Each size runs in its "
              f"own process; figures are medians of {repeats} runs, every ratio is between figures of this one "
-             "run. Stage rates divide the scene's pixels by the time spent in that stage.", ""]
+             "run. A stage's rate divides the scene's pixels by the time spent in that stage (the streaming engine "
+             "reads, runs the model and writes at the same time, so its stage times add up to more than the "
+             "whole).", ""]
     lines += _scale_table(detect_runs, rss_cap_mb)
     lines += ["", *_model_table(detect_runs, model), "", *_loop_lines(detect_runs[smallest], loop, smallest)]
-    if region:
-        lines += ["", region_lines()]
+    if region_text:
+        lines += ["", region_text]
     lines.append(SCALE_END)
     return "\n".join(lines)
 
@@ -349,7 +361,7 @@ def _model_table(runs: dict[int, dict], model: dict) -> list[str]:
              "| scene | tiles | model alone Mpx/s | features + model Mpx/s | end to end Mpx/s | "
              "end to end / model alone |", "|---|---:|---:|---:|---:|---:|"]
     for size, run in runs.items():
-        px, tiles = size * size, _tiles(size)
+        px, tiles = size * size, scene_tiles(size)
         alone = tiles / model["forward_tiles_per_s"]
         with_features = tiles / model["predict_tiles_per_s"]
         total = _median_seconds(run)
@@ -381,13 +393,18 @@ def _loop_lines(run: dict, loop: dict, size: int) -> list[str]:
     return lines
 
 
-def region_lines() -> str:
-    """The region-sized run's cells per second from pipeline/evaluation/region.py, where it exists."""
-    try:
-        from pipeline.evaluation import region
-    except ImportError:
-        return "Region-sized run: pipeline/evaluation/region.py is not in this version; no figure."
-    return region.bench_figures()
+def region_lines(folder: Path, fraction: int = REGION_FRACTION) -> str:
+    """The region-sized run's cells per second (pipeline/evaluation/region.py), on a band of Hulunbuir."""
+    from pipeline.evaluation.region import region_run
+
+    r = region_run(folder, fraction, progress=False)
+    first, last = r.rss_spread()
+    return (f"### Region-sized run\n\nThe southernmost 1/{fraction} of Hulunbuir ({r.cells:,} of its "
+            f"{r.region_cells:,} cells of 512 px; procedural imagery computed per cell, detector `{r.detector}`, "
+            f"{r.workers} worker(s); pipeline/evaluation/region.py) in the same run: **{r.cells_per_s:.2f} cells/s** "
+            f"({r.cells_per_s * 5.12**2:.1f} km²/s); the driver's resident memory {first:.0f} MB a quarter in, "
+            f"{last:.0f} MB at the last cell; the whole region at this rate would take {r.region_hours:.1f} h. "
+            "A larger share and its memory over time: docs/region.md.")
 
 
 # ---- the demo run, per stage --------------------------------------------------------------------

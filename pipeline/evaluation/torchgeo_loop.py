@@ -16,6 +16,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+from affine import Affine
 
 from detectors import load_detector
 from detectors.categories import CATEGORY_IDS
@@ -23,6 +24,7 @@ from detectors.interface import Detector
 from pipeline.detection.decision import decide
 from pipeline.detection.tiling import Tile, blend_weights
 from pipeline.detection.vectorize import merge_across_cells, polygons_from_labels
+from pipeline.inputs.zones import load_zones
 from pipeline.sources.local import ImageFile, inspect_file
 from pipeline.sources.scene import ReadGrid
 
@@ -58,14 +60,16 @@ def _reflectance(dn: np.ndarray, image: ImageFile) -> tuple[np.ndarray, np.ndarr
 
 def torchgeo_loop(before: Path, after: Path, detector: Detector | str, chip: int = 512, overlap: int = 32,
                   batch_size: int = 2, workers: int = 2, device: str = "cpu") -> LoopResult:
-    """Probabilities and polygons of a pair computed through TorchGeo's dataset, sampler and loader."""
+    """Probabilities and polygons of a pair computed through TorchGeo's dataset, sampler and loader,
+    with the context zones `detect` applies when it is given no zone layers."""
     import rasterio
     from torch.utils.data import DataLoader
     from torchgeo.datasets import IntersectionDataset, stack_samples
     from torchgeo.samplers import GridGeoSampler
 
-    if isinstance(detector, str):
-        detector = load_detector(detector, list(CATEGORY_IDS), device)
+    zones = load_zones([], list(CATEGORY_IDS))  # what `detect` knows of zones without zone layers
+    if isinstance(detector, str):  # built for the categories that leaves, as `detect` builds it
+        detector = load_detector(detector, [c for c in CATEGORY_IDS if c not in zones.switched_off], device)
     first, second = inspect_file(Path(before)), inspect_file(Path(after))
     with rasterio.open(first.path) as src:
         grid = ReadGrid(src.crs.to_string(), src.transform, src.width, src.height)
@@ -85,7 +89,9 @@ def torchgeo_loop(before: Path, after: Path, detector: Detector | str, chip: int
         refl_before, seen_before = _reflectance(dn[:, :n], first)
         refl_after, seen_after = _reflectance(dn[:, n:], second)
         seen = seen_before & seen_after
-        probs = detector.predict(refl_before, refl_after, seen, {})
+        chips = [zones.masks(ReadGrid(grid.crs, Affine(res, 0, x.start, 0, -res, y.stop), chip, chip))
+                 for x, y, _ in batch["bounds"]]
+        probs = detector.predict(refl_before, refl_after, seen, {z: np.stack([c[z] for c in chips]) for z in chips[0]})
         for query, p, s in zip(batch["bounds"], probs, seen, strict=True):
             x, y, _ = query
             row, col = round((grid.transform.f - y.stop) / res), round((x.start - grid.transform.c) / res)

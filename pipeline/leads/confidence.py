@@ -36,6 +36,7 @@ from pipeline.detection.probabilities import PROBABILITY_NODATA, PROBABILITY_SCA
 from pipeline.leads.evidence import read_chip
 from pipeline.sources import ImagerySource
 from pipeline.sources.base import AcquisitionReader
+from pipeline.sources.local import DamagedFileError
 from pipeline.sources.scene import ReadGrid
 
 #: An acquisition is clear over a lead when at least this share of the lead's pixels is seen.
@@ -92,7 +93,10 @@ def lead_confirmations(lead_wgs84: BaseGeometry, source: AcquisitionReader, wind
         return Confirmations(0, 0)
     outline = gpd.GeoSeries([lead_wgs84], crs="EPSG:4326").to_crs(chip.crs).iloc[0]
     pixels = chip.grid.mask([outline]) & chip.before.valid & chip.after.valid
-    reads = source.acquisition_reads(chip.grid, windows.monitoring)
+    try:
+        reads = source.acquisition_reads(chip.grid, windows.monitoring)
+    except DamagedFileError:  # its cells are reported as failed; an unreadable date confirms nothing
+        return Confirmations(0, 0)
     return count_confirmations(reads, chip.before.reflectance, chip.after.reflectance, pixels)
 
 

@@ -27,6 +27,7 @@ from pipeline.atomic import atomic_path
 from pipeline.config import Windows
 from pipeline.inputs.grid import utm_epsg
 from pipeline.sources import ImagerySource
+from pipeline.sources.local import DamagedFileError
 from pipeline.sources.scene import Composite, ReadGrid
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,14 @@ class Chip:
 
 def read_chip(lead_wgs84: BaseGeometry, source: ImagerySource, windows: Windows,
               resolution: float = 10.0) -> Chip | None:
-    """The before and after images around a lead; None when the source has no imagery there."""
+    """The before and after images around a lead; None when the source has no imagery there, or a
+    damaged file there (the cells that read it are already reported as failed: the run goes on)."""
     grid, crs = chip_grid(lead_wgs84, resolution)
-    before, after = source.composite(grid, windows.baseline), source.composite(grid, windows.monitoring)
+    try:
+        before, after = source.composite(grid, windows.baseline), source.composite(grid, windows.monitoring)
+    except DamagedFileError as err:
+        log.warning("no picture around a lead at %s: %s", lead_wgs84.representative_point(), err)
+        return None
     if before is None or after is None:
         return None
     return Chip(grid, crs, before, after)

@@ -213,18 +213,31 @@ class LocalGeoTiffSource:
     def acquisition_reads(self, grid: ReadGrid, window: DateRange) -> list[tuple[date, np.ndarray]]:
         """Each file of the window on the grid, not composited (date, reflectance as `read_reflectance`),
         by date: what a lead's confidence counts its confirming acquisitions on."""
-        return [(a.when, read_reflectance(a, grid, self.bands))
-                for a in sorted(self._chosen(grid, window), key=lambda a: a.when)]
+        return separate_reads(self._chosen(grid, window), grid, self.bands)
+
+
+def separate_reads(acquisitions: list[ImageFile], grid: ReadGrid, bands: tuple[str, ...]
+                   ) -> list[tuple[date, np.ndarray]]:
+    """Each file on the grid as `read_reflectance` reads it, not composited, in date order."""
+    return [(a.when, read_reflectance(a, grid, bands)) for a in sorted(acquisitions, key=lambda a: a.when)]
 
 
 def composite_of(acquisitions: list[ImageFile], grid: ReadGrid, bands: tuple[str, ...]) -> Composite:
-    """The per-pixel cloud-masked median of acquisitions on a grid; every source composites through here."""
-    stack = np.full((len(acquisitions), len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
-    for k, acq in enumerate(acquisitions):
-        stack[k] = read_reflectance(acq, grid, bands)
+    """The per-pixel cloud-masked median of acquisitions on a grid; every source composites through here.
+
+    Files of one date are one observation, mosaicked first: overlapping tiles of a pass, or a
+    cache holding the same scene on neighbouring cells' grids, must not count twice in the median.
+    """
+    dates = sorted({a.when for a in acquisitions})
+    stack = np.full((len(dates), len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
+    for acq in acquisitions:
+        layer = stack[dates.index(acq.when)]
+        refl = read_reflectance(acq, grid, bands)
+        fill = np.isfinite(refl).all(axis=0) & ~np.isfinite(layer).all(axis=0)
+        layer[:, fill] = refl[:, fill]
     refl = nan_median(stack)
     seen = np.isfinite(stack).all(axis=1)
-    seen_dates = sorted({a.when for a, s in zip(acquisitions, seen, strict=True) if s.any()})  # only dates that saw it
+    seen_dates = [d for d, s in zip(dates, seen, strict=True) if s.any()]  # only dates that saw it
     return Composite(reflectance=refl, valid=seen.any(axis=0), dates=seen_dates,
                      observations=seen.sum(axis=0).astype(np.uint8))
 

@@ -104,9 +104,10 @@ def read_digital_numbers(src: rasterio.DatasetReader, acq: ImageFile, grid: Read
     return dn, invalid
 
 
-#: GDAL settings for reading a pair band by band: decompression on every core, and a block cache
-#: that holds a few rows of blocks of both files (the bands overlap by a tile's overlap).
-GDAL_READ_OPTIONS = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 512}  # MB
+#: GDAL settings for reading a pair band by band: decompression on every core, and a small block
+#: cache: rows are read in whole rows of blocks, once each, so a larger cache would only grow
+#: with the scene.
+GDAL_READ_OPTIONS = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 64}  # MB
 
 
 class PairBands:
@@ -159,7 +160,8 @@ class PairBands:
             end += rows[2].shape[0]
         drop = row0 - self._start
         self._cache, self._start = [c[..., drop:, :] for c in self._cache], row0
-        before, after, valid = (c[..., :row1 - row0, :] for c in self._cache)
+        # copies: a band waiting in the engine's queue must not keep the whole cache alive
+        before, after, valid = (c[..., :row1 - row0, :].copy() for c in self._cache)
         zones = self.zones.masks(self._grid(row0, row1)) if self.zones else {}
         return RowBand(row0, before, after, valid, zones)
 

@@ -90,7 +90,7 @@ class ProceduralSource:
 
     bands = REFLECTANCE_BANDS
 
-    def __init__(self, seed: int = 0, cloud_cover: float = 0.05, change_density: float = 0.3,
+    def __init__(self, seed: int = 0, cloud_cover: float = 0.05, change_density: float = 0.5,
                  changes_from: date = date(2025, 1, 1)) -> None:
         self.seed, self.cloud_cover, self.change_density = seed, cloud_cover, change_density
         self.changes_from = changes_from

@@ -33,7 +33,7 @@ from detectors.bands import L2A_QUANTIFICATION, REFLECTANCE_BANDS, SCL_BAND
 from pipeline.errors import InputError
 from pipeline.plan import SourcePlan, cell_footprints_wgs84
 from pipeline.sources.cache import CacheKey, ImageryCache
-from pipeline.sources.local import composite_of, inspect_file
+from pipeline.sources.local import ImageFile, composite_of, inspect_file, separate_reads
 from pipeline.sources.scene import Composite, ReadGrid
 from pipeline.sources.sentinelhub_client import (
     Pace,
@@ -220,16 +220,22 @@ class SentinelHubImagery:
             self._windows[k] = (tiles, STRtree([t.footprint for t in tiles]))
         return self._windows[k]
 
-    def composite(self, grid: ReadGrid, window: DateRange) -> Composite | None:
+    def _files(self, grid: ReadGrid, window: DateRange) -> list[ImageFile]:
+        """One file per day of the window whose tiles reach the grid, each fetched once (through the cache)."""
         tiles, tree = self._tiles(window)
         grid_wgs84 = box(*transform_bounds(grid.crs, "EPSG:4326", *grid.bounds))
         days: dict[date, list[str]] = defaultdict(list)
         for i in sorted(tree.query(grid_wgs84, predicate="intersects")):
             days[tiles[i].when].append(tiles[i].id)
-        if not days:
-            return None
-        files = [inspect_file(self._cached(day, ids, grid)) for day, ids in sorted(days.items())]
-        return composite_of(files, grid, self.bands)
+        return [inspect_file(self._cached(day, ids, grid)) for day, ids in sorted(days.items())]
+
+    def composite(self, grid: ReadGrid, window: DateRange) -> Composite | None:
+        files = self._files(grid, window)
+        return composite_of(files, grid, self.bands) if files else None
+
+    def acquisition_reads(self, grid: ReadGrid, window: DateRange) -> list[tuple[date, np.ndarray]]:
+        """Each day of the window on the grid, not composited (for a lead's confidence)."""
+        return separate_reads(self._files(grid, window), grid, self.bands)
 
     def _cached(self, day: date, tile_ids: list[str], grid: ReadGrid) -> Path:
         key = CacheKey(self._cache_source, f"{day}:{'+'.join(sorted(tile_ids))}", grid, BANDS, PROCESSING)

@@ -31,7 +31,7 @@ from detectors.bands import L2A_QUANTIFICATION, REFLECTANCE_BANDS, SCL_BAND
 from pipeline.errors import InputError
 from pipeline.plan import SourcePlan, cell_bytes, coverage
 from pipeline.sources.cache import CacheKey, ImageryCache
-from pipeline.sources.local import ImageFile, _read_on_grid, composite_of, inspect_file, read_reflectance
+from pipeline.sources.local import ImageFile, _read_on_grid, composite_of, inspect_file, separate_reads
 from pipeline.sources.scene import Composite, ReadGrid
 
 if TYPE_CHECKING:
@@ -228,8 +228,7 @@ class StacImagerySource:
 
     def acquisition_reads(self, grid: ReadGrid, window: DateRange) -> list[tuple[date, np.ndarray]]:
         """Each scene of the window on the grid, not composited, by date (for a lead's confidence)."""
-        return [(a.when, read_reflectance(a, grid, self.bands))
-                for a in sorted(self._files(grid, window), key=lambda a: a.when)]
+        return separate_reads(self._files(grid, window), grid, self.bands)
 
     def _cached(self, scene: StacScene, grid: ReadGrid) -> Path:
         key = CacheKey(self._cache_source, scene.id, grid, BANDS, PROCESSING)

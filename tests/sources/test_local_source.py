@@ -213,3 +213,17 @@ def test_empty_window_reads_as_a_scene_that_saw_nothing(tmp_path):
                        Windows(baseline=june_2024, monitoring=JULY))
     assert scene.before.dates == [] and not scene.before.valid.any() and scene.after.valid.all()
     assert not scene.valid.any()
+
+
+def test_overlapping_files_of_one_date_count_once_in_the_median(tmp_path):
+    """Two tiles of one pass (or a cache holding one scene on neighbouring grids) are one observation:
+    counted twice, the bright date would win the median where they overlap."""
+    write_s2(tmp_path / "a.tif", _refl(0.10), "2025-07-05")
+    write_s2(tmp_path / "b.tif", _refl(0.12), "2025-07-15")
+    write_s2(tmp_path / "c_left.tif", _refl(0.40, (20, 12)), "2025-07-25")  # one pass, two overlapping tiles
+    write_s2(tmp_path / "c_right.tif", _refl(0.40, (20, 12)), "2025-07-25",
+             transform=Affine(10, 0, 500080, 0, -10, 5430000))
+    comp = LocalGeoTiffSource([str(tmp_path / "*.tif")]).composite(GRID, JULY)
+    np.testing.assert_allclose(comp.reflectance, 0.12, atol=1e-4)  # median of 0.10, 0.12, 0.40 everywhere
+    assert (comp.observations == 3).all()
+    assert comp.dates == [date(2025, 7, 5), date(2025, 7, 15), date(2025, 7, 25)]

@@ -178,7 +178,6 @@ def test_assets_the_server_stops_serving_stop_the_run_with_the_fix(scenes, tmp_p
 
 
 def test_signing_without_the_planetary_computer_package_says_how_to_install_it(tmp_path):
-    pytest.importorskip("pytest")
     try:
         import planetary_computer  # noqa: F401
         pytest.skip("planetary-computer is installed here")
@@ -241,8 +240,8 @@ def test_the_demo_through_a_stac_api_gives_the_local_runs_leads_and_a_second_run
         assert list(leads.category) == list(reference.category) and list(leads.reason) == list(reference.reason)
         assert leads.geometry.geom_equals_exact(reference.geometry, tolerance=1e-9).all()
     # the cache carried to an offline network, read by the local source with the server gone: every
-    # lead is found again (overlapping cached grids enter its composites more than once, so the
-    # outlines may differ by a pixel or so; see docs/sources/cache.md)
+    # lead is found again (cached grids off the cell's pixel grid are resampled onto it, so the
+    # outlines may differ by a pixel; see docs/sources/cache.md)
     path = _demo_via({"type": "local", "paths": [str(cache / "*" / "*.tif")]}, demo_run, tmp_path / "offline")
     run(load_config(path), path, progress=False)
     offline = _leads(tmp_path / "offline")

@@ -7,6 +7,7 @@ so a page printed in black and white still tells the lead from the permits aroun
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -35,7 +36,10 @@ from pipeline.outputs.dossier.cartography import (
 )
 from pipeline.outputs.dossier.wording import CONFIDENCE_NOTE, DISCLAIMER, formatted
 from pipeline.sources import ImagerySource
+from pipeline.sources.local import DamagedFileError
 from pipeline.sources.scene import ReadGrid
+
+log = logging.getLogger(__name__)
 
 A4 = (8.27, 11.69)
 OVERVIEW_MAX_PX = 900  # the overview's background is read at a resolution that keeps it this wide at most
@@ -58,13 +62,18 @@ def map_crs(aoi: gpd.GeoDataFrame) -> str:
 
 
 def overview_background(aoi: gpd.GeoDataFrame, source: ImagerySource, windows: Windows) -> Background | None:
-    """The monitoring window's true colour over the AOI, downsampled; None where the source has none."""
+    """The monitoring window's true colour over the AOI, downsampled; None where the source has none,
+    or a damaged file (its cells are already reported as failed: the map is drawn without imagery)."""
     crs = map_crs(aoi)
     minx, miny, maxx, maxy = aoi.to_crs(crs).total_bounds
     res = max(10.0, max(maxx - minx, maxy - miny) / OVERVIEW_MAX_PX)
     width, height = math.ceil((maxx - minx) / res), math.ceil((maxy - miny) / res)
     grid = ReadGrid(crs, Affine(res, 0, minx, 0, -res, maxy), width, height)
-    after = source.composite(grid, windows.monitoring)
+    try:
+        after = source.composite(grid, windows.monitoring)
+    except DamagedFileError as err:
+        log.warning("overview map drawn without imagery: %s", err)
+        return None
     if after is None or not after.valid.any():
         return None
     return Background(rgb_images([after], TRUE_COLOUR)[0], (minx, minx + width * res, maxy - height * res, maxy))
