@@ -173,11 +173,13 @@ def _reviews_noted(register: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return reg
 
 
-def _notes(reg: gpd.GeoDataFrame, rows: np.ndarray, grown: np.ndarray, total: np.ndarray) -> list[str]:
-    """What the register says about each lead, for the run's `register_note` column."""
+def _notes(reg: gpd.GeoDataFrame, rows: np.ndarray, grown: np.ndarray, total: np.ndarray, again: np.ndarray
+           ) -> list[str]:
+    """What the register says about each lead, for the run's `register_note` column; nothing for a
+    lead first issued by this same run (resumed or merged again), as on its first issue."""
     notes = []
     for row, is_grown in zip(rows, grown, strict=True):
-        if row < 0:
+        if row < 0 or (again[row] and not reg.review_outcome.iloc[row]):
             notes.append("")
             continue
         r = reg.iloc[row]
@@ -217,7 +219,7 @@ def reconcile(register: gpd.GeoDataFrame, leads: gpd.GeoDataFrame, stamp: RunSta
     grown = per_lead(grown_row, False).astype(bool)
     marked = leads.assign(status=per_lead(row_status, NEW),
                           register_id=np.where(seen, per_lead(reg.register_id.to_numpy(), ""), leads.lead_id),
-                          register_note=_notes(reg, rows, grown, total))
+                          register_note=_notes(reg, rows, grown, total, again))
     in_crs = leads.geometry.to_crs(reg.crs)
     updated = reg.copy()
     for row, part in pd.Series(np.arange(len(leads))[seen]).groupby(rows[seen]):

@@ -93,6 +93,7 @@ def test_the_issuing_run_done_again_keeps_its_leads_new() -> None:
     register = first_run()
     again = reconcile(register, leads_frame(("GR-a", "grassland", box(0, 0, 200))), AUGUST)
     assert list(again.leads.status) == [NEW] and again.register.runs_seen.iloc[0] == 1
+    assert list(again.leads.register_note) == [""]  # a resumed run's leads read as on their first issue
 
 
 @pytest.mark.parametrize(("category", "geometry", "continues"), [
