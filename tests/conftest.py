@@ -44,3 +44,28 @@ def write_s2(path: Path, reflectance: np.ndarray, when: str, crs: str = "EPSG:32
             dst.set_band_description(i, name)
         dst.update_tags(ACQUISITION_DATE=when, PROCESSING_LEVEL="L2A", BOA_ADD_OFFSET=str(offset))
     return path
+
+
+def demo_config_via(source: dict, demo_run: Path, out: Path) -> Path:
+    """The demo's configuration with another imagery source, its permits and zones read from the
+    finished demo run: the same scene through another door."""
+    import yaml
+
+    from pipeline.demo import demo_config
+
+    config = demo_config()
+    config["source"] = source
+    for layer in [*config["permits"], *config["zones"]]:
+        layer["path"] = str(demo_run / layer["path"]) if not Path(layer["path"]).is_absolute() else layer["path"]
+    out.mkdir(parents=True)
+    path = out / f"{source['type']}.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def run_leads(folder: Path):
+    """A run's leads in lead-id order, without the evidence paths (they name the run folder)."""
+    import geopandas as gpd
+
+    leads = gpd.read_file(folder / "leads.gpkg", layer="leads", engine="pyogrio")
+    return leads.drop(columns=[c for c in ("evidence",) if c in leads]).sort_values("lead_id").reset_index(drop=True)

@@ -285,19 +285,28 @@ def _read_on_grid(src: rasterio.DatasetReader, indexes: list[int], grid: ReadGri
 def read_reflectance(acq: ImageFile, grid: ReadGrid, bands: tuple[str, ...]) -> np.ndarray:
     """Reflectance on the grid, NaN where the file has no data or SCL hides the ground."""
     with rasterio.open(acq.path) as src:
-        nodata = src.nodata if src.nodata is not None else 0
-        indexes = [acq.band_index[b] for b in bands]
-        try:
-            dn = _read_on_grid(src, indexes, grid, nodata, Resampling.bilinear).astype(np.float32)
-            invalid = (dn == nodata).any(axis=0)
-            if SCL_BAND in acq.band_index:
-                scl = _read_on_grid(src, [acq.band_index[SCL_BAND]], grid, 0, Resampling.nearest)[0]
-                invalid |= np.isin(scl, SCL_INVALID)
-        except rasterio.errors.RasterioIOError as exc:
-            detail = exc.__cause__ or exc
-            raise DamagedFileError(acq.path, None, f"the file opens but its data cannot be read ({detail})",
-                                   "the file is damaged or incomplete (a download cut short?): fetch or export "
-                                   "it again") from None
-    refl = (dn + acq.offset) / acq.scale
+        dn, invalid = read_digital_numbers(src, acq, grid, bands)
+    refl = (dn.astype(np.float32) + acq.offset) / acq.scale
     refl[:, invalid] = np.nan
     return refl
+
+
+def read_digital_numbers(src: rasterio.DatasetReader, acq: ImageFile, grid: ReadGrid, bands: tuple[str, ...]
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The file's values on the grid in its own dtype, and where they are no ground (no data, not
+    finite, or hidden by SCL): `local.read_reflectance` before scale and offset."""
+    nodata = src.nodata if src.nodata is not None else 0
+    try:
+        dn = _read_on_grid(src, [acq.band_index[b] for b in bands], grid, nodata, Resampling.bilinear)
+        invalid = (dn == nodata).any(axis=0)
+        if dn.dtype.kind == "f":
+            invalid |= ~np.isfinite(dn).all(axis=0)
+        if SCL_BAND in acq.band_index:
+            scl = _read_on_grid(src, [acq.band_index[SCL_BAND]], grid, 0, Resampling.nearest)[0]
+            invalid |= np.isin(scl, SCL_INVALID)
+    except rasterio.errors.RasterioIOError as exc:
+        detail = exc.__cause__ or exc
+        raise DamagedFileError(acq.path, None, f"the file opens but its data cannot be read ({detail})",
+                               "the file is damaged or incomplete (a download cut short?): fetch or export "
+                               "it again") from None
+    return dn, invalid

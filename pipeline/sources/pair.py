@@ -8,20 +8,18 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, transform_bounds
 
-from detectors.bands import REFLECTANCE_BANDS, SCL_BAND, SCL_INVALID
+from detectors.bands import REFLECTANCE_BANDS
 from pipeline.detection.engine import Radiometry, RowBand
 from pipeline.errors import InputError
 from pipeline.inputs.grid import utm_epsg
 from pipeline.inputs.zones import Zones
 from pipeline.sources.local import (
-    DamagedFileError,
     ImageFile,
-    _read_on_grid,
     inspect_file,
     radiometry_notes,
+    read_digital_numbers,
     read_reflectance,
 )
 from pipeline.sources.scene import ReadGrid, in_metres
@@ -81,27 +79,6 @@ def no_overlap(files: PairFiles) -> InputError:
     """The error for two images that share no pixel seen on both dates."""
     return InputError(files.after.path, "extent", f"does not overlap {files.before.path} with valid data",
                       "give two images of the same place")
-
-
-def read_digital_numbers(src: rasterio.DatasetReader, acq: ImageFile, grid: ReadGrid, bands: tuple[str, ...]
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """The file's values on the grid in its own dtype, and where they are no ground (no data, not
-    finite, or hidden by SCL): `local.read_reflectance` before scale and offset."""
-    nodata = src.nodata if src.nodata is not None else 0
-    try:
-        dn = _read_on_grid(src, [acq.band_index[b] for b in bands], grid, nodata, Resampling.bilinear)
-        invalid = (dn == nodata).any(axis=0)
-        if dn.dtype.kind == "f":
-            invalid |= ~np.isfinite(dn).all(axis=0)
-        if SCL_BAND in acq.band_index:
-            scl = _read_on_grid(src, [acq.band_index[SCL_BAND]], grid, 0, Resampling.nearest)[0]
-            invalid |= np.isin(scl, SCL_INVALID)
-    except rasterio.errors.RasterioIOError as exc:
-        detail = exc.__cause__ or exc
-        raise DamagedFileError(acq.path, None, f"the file opens but its data cannot be read ({detail})",
-                               "the file is damaged or incomplete (a download cut short?): fetch or export "
-                               "it again") from None
-    return dn, invalid
 
 
 #: GDAL settings for reading a pair band by band: decompression on every core, and a small block

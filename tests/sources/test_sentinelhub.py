@@ -25,7 +25,7 @@ from pipeline.sources.sentinelhub import (
     split_grid,
 )
 from pipeline.sources.sentinelhub_client import Pace, retry_after_s
-from tests.conftest import ORIGIN, write_s2
+from tests.conftest import ORIGIN, demo_config_via, run_leads, write_s2
 from tests.sources.sentinelhub_server import Faults, SentinelHubServer
 
 GRID = ReadGrid("EPSG:32650", ORIGIN, 48, 48)
@@ -305,22 +305,9 @@ def test_the_plan_counts_requests_and_processing_units_without_fetching_imagery(
 
 
 def _demo_via(server: SentinelHubServer, demo_run: Path, out: Path, cache: Path) -> Path:
-    from pipeline.demo import demo_config
-
-    config = demo_config()
-    config["source"] = {"type": "sentinelhub", "base_url": server.url, "token_url": server.token_url,
-                        "cache": str(cache), "requests_per_minute": 600, "processing_units_per_month": 10_000}
-    for layer in [*config["permits"], *config["zones"]]:
-        layer["path"] = str(demo_run / layer["path"]) if not Path(layer["path"]).is_absolute() else layer["path"]
-    out.mkdir(parents=True)
-    path = out / "sentinelhub.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return path
-
-
-def _leads(folder: Path) -> gpd.GeoDataFrame:
-    leads = gpd.read_file(folder / "leads.gpkg", layer="leads", engine="pyogrio")
-    return leads.drop(columns=[c for c in ("evidence",) if c in leads]).sort_values("lead_id").reset_index(drop=True)
+    return demo_config_via({"type": "sentinelhub", "base_url": server.url, "token_url": server.token_url,
+                            "cache": str(cache), "requests_per_minute": 600, "processing_units_per_month": 10_000},
+                           demo_run, out)
 
 
 @pytest.mark.slow
@@ -341,10 +328,10 @@ def test_the_demo_through_sentinel_hub_gives_the_local_runs_leads_and_a_second_r
     assert fetched > 0 and server.counts["process"] == fetched  # the second run read everything from the cache
     cell_side = 512 + 2 * 32
     assert planned.requests == server.process_sizes.count((cell_side, cell_side))  # the rest: evidence images
-    reference = _leads(demo_run)
+    reference = run_leads(demo_run)
     assert len(reference) > 0
     for name in ("first", "second"):
-        leads = _leads(tmp_path / name)
+        leads = run_leads(tmp_path / name)
         assert list(leads.category) == list(reference.category) and list(leads.reason) == list(reference.reason)
         assert leads.geometry.geom_equals_exact(reference.geometry, tolerance=1e-9).all()
     written = [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -4,7 +4,6 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-import yaml
 from pystac_client import Client
 from shapely.geometry import box
 
@@ -14,7 +13,7 @@ from pipeline.inputs.grid import make_cells
 from pipeline.sources.local import LocalGeoTiffSource
 from pipeline.sources.scene import ReadGrid
 from pipeline.sources.stac import StacImagerySource, plan_stac
-from tests.conftest import ORIGIN, write_s2
+from tests.conftest import ORIGIN, demo_config_via, run_leads, write_s2
 from tests.sources.stac_server import COLLECTION, StacApi, split_into_band_cogs, write_static_catalog
 
 GRID = ReadGrid("EPSG:32650", ORIGIN, 48, 48)
@@ -201,24 +200,6 @@ def test_the_plan_counts_scenes_and_asset_reads_without_reading_pixels(scenes, t
     assert plan.bytes == 5 * len(cells) * 64 * 64 * 7 * 2
 
 
-def _demo_via(source: dict, demo_run: Path, out: Path) -> Path:
-    from pipeline.demo import demo_config
-
-    config = demo_config()
-    config["source"] = source
-    for layer in [*config["permits"], *config["zones"]]:
-        layer["path"] = str(demo_run / layer["path"]) if not Path(layer["path"]).is_absolute() else layer["path"]
-    out.mkdir(parents=True)
-    path = out / "stac.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return path
-
-
-def _leads(folder: Path) -> gpd.GeoDataFrame:
-    leads = gpd.read_file(folder / "leads.gpkg", layer="leads", engine="pyogrio")
-    return leads.drop(columns=[c for c in ("evidence",) if c in leads]).sort_values("lead_id").reset_index(drop=True)
-
-
 @pytest.mark.slow
 def test_the_demo_through_a_stac_api_gives_the_local_runs_leads_and_a_second_run_fetches_nothing(demo_run, tmp_path):
     from pipeline.config import load_config
@@ -228,23 +209,23 @@ def test_the_demo_through_a_stac_api_gives_the_local_runs_leads_and_a_second_run
     cache = tmp_path / "cache"
     with StacApi(items, tmp_path / "assets", page_size=4) as api:
         for name in ("first", "second"):
-            path = _demo_via({"type": "stac", "url": api.url, "cache": str(cache)}, demo_run, tmp_path / name)
+            path = demo_config_via({"type": "stac", "url": api.url, "cache": str(cache)}, demo_run, tmp_path / name)
             run(load_config(path), path, progress=False)
             if name == "first":
                 fetched = api.asset_requests
     assert fetched > 0 and api.asset_requests == fetched
-    reference = _leads(demo_run)
+    reference = run_leads(demo_run)
     assert len(reference) > 0
     for name in ("first", "second"):
-        leads = _leads(tmp_path / name)
+        leads = run_leads(tmp_path / name)
         assert list(leads.category) == list(reference.category) and list(leads.reason) == list(reference.reason)
         assert leads.geometry.geom_equals_exact(reference.geometry, tolerance=1e-9).all()
     # the cache carried to an offline network, read by the local source with the server gone: every
     # lead is found again (cached grids off the cell's pixel grid are resampled onto it, so the
     # outlines may differ by a pixel; see docs/sources/cache.md)
-    path = _demo_via({"type": "local", "paths": [str(cache / "*" / "*.tif")]}, demo_run, tmp_path / "offline")
+    path = demo_config_via({"type": "local", "paths": [str(cache / "*" / "*.tif")]}, demo_run, tmp_path / "offline")
     run(load_config(path), path, progress=False)
-    offline = _leads(tmp_path / "offline")
+    offline = run_leads(tmp_path / "offline")
     for _, lead in reference.iterrows():
         same = offline[(offline.category == lead.category) & offline.intersects(lead.geometry)]
         assert len(same) == 1, (lead.lead_id, lead.category)
