@@ -132,4 +132,5 @@ def test_gpucheck_engine_timing_runs_on_the_cpu(tmp_path: Path) -> None:
     rows = _table_rows("\n".join(lines), "| precision |")
     assert [r[0] for r in rows] == ["bf16, channels_last", "fp32, channels_last"]
     for row in rows:
-        assert float(row[1]) > 0 and float(row[2]) > 0 and row[3].endswith("%") and row[4] == "—, —"
+        # rates are figures (printed to 0.1 Mpx/s: a busy CPU may print 0.0), not the "—" of a missing one
+        assert float(row[1]) >= 0 and float(row[2]) >= 0 and row[3].endswith("%") and row[4] == "—, —"
