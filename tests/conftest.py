@@ -69,3 +69,16 @@ def run_leads(folder: Path):
 
     leads = gpd.read_file(folder / "leads.gpkg", layer="leads", engine="pyogrio")
     return leads.drop(columns=[c for c in ("evidence",) if c in leads]).sort_values("lead_id").reset_index(drop=True)
+
+
+def write_scene_series(folder: Path, dates: list[str], seed: int) -> list[Path]:
+    """Small L2A files of varied pixels, one per date, with a cloud (SCL 9) over the top of the second."""
+    rng = np.random.default_rng(seed)
+    files = []
+    for k, when in enumerate(dates):
+        scl = np.full((64, 64), 4)
+        if k == 1:
+            scl[:20] = 9
+        refl = rng.uniform(0.02, 0.4, (6, 64, 64)).astype(np.float32)
+        files.append(write_s2(folder / f"S2_{when}.tif", refl, when, scl=scl))
+    return files

@@ -25,7 +25,7 @@ from pipeline.sources.sentinelhub import (
     split_grid,
 )
 from pipeline.sources.sentinelhub_client import Pace, retry_after_s
-from tests.conftest import ORIGIN, demo_config_via, run_leads, write_s2
+from tests.conftest import ORIGIN, demo_config_via, run_leads, write_s2, write_scene_series
 from tests.sources.sentinelhub_server import Faults, SentinelHubServer
 
 GRID = ReadGrid("EPSG:32650", ORIGIN, 48, 48)
@@ -39,15 +39,7 @@ SECRET = "s3cr3t-Test-Value-9f27c1"
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Five small L2A files with varied pixels; a cloud over the top of the second."""
-    folder = tmp_path_factory.mktemp("sh_scenes")
-    rng = np.random.default_rng(5)
-    files = []
-    for k, when in enumerate(DATES):
-        scl = np.full((64, 64), 4)
-        if k == 1:
-            scl[:20] = 9
-        files.append(write_s2(folder / f"S2_{when}.tif", rng.uniform(0.02, 0.4, (6, 64, 64)), when, scl=scl))
-    return files
+    return write_scene_series(tmp_path_factory.mktemp("sh_scenes"), DATES, seed=5)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from pipeline.inputs.grid import make_cells
 from pipeline.sources.local import LocalGeoTiffSource
 from pipeline.sources.scene import ReadGrid
 from pipeline.sources.stac import StacImagerySource, plan_stac
-from tests.conftest import ORIGIN, demo_config_via, run_leads, write_s2
+from tests.conftest import ORIGIN, demo_config_via, run_leads, write_s2, write_scene_series
 from tests.sources.stac_server import COLLECTION, StacApi, split_into_band_cogs, write_static_catalog
 
 GRID = ReadGrid("EPSG:32650", ORIGIN, 48, 48)
@@ -27,14 +27,7 @@ DATES = ("2024-07-05", "2024-07-15", "2024-07-25", "2025-07-10", "2025-07-20")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], list, Path]:
     """Five small L2A files (varied pixels, a cloud in one) and their per-band COGs and items."""
     folder = tmp_path_factory.mktemp("stac_scenes")
-    rng = np.random.default_rng(3)
-    files = []
-    for k, when in enumerate(DATES):
-        scl = np.full((64, 64), 4)
-        if k == 1:
-            scl[:20] = 9  # a cloud over the top of the second July 2024 scene
-        refl = rng.uniform(0.02, 0.4, (6, 64, 64)).astype(np.float32)
-        files.append(write_s2(folder / f"S2_{when}.tif", refl, when, scl=scl))
+    files = write_scene_series(folder, DATES, seed=3)
     items = split_into_band_cogs(files, folder / "assets")
     return files, items, folder / "assets"
 
