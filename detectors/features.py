@@ -33,41 +33,50 @@ FEATURE_NAMES: tuple[str, ...] = (
 SPECTRAL_CHANNELS = FEATURE_NAMES.index("valid")
 
 
-def _ratio(a, b):  # torch tensors -> torch tensor
-    """Normalised difference (a - b) / (a + b), 0 where the sum vanishes (as detectors.bands.indices)."""
+def _ratio(a, b, out=None):  # torch tensors -> torch tensor
+    """Normalised difference (a - b) / (a + b), 0 where the sum vanishes (as detectors.bands.indices),
+    written into `out` when given (one pass over it, no temporaries of its size but the sum)."""
     import torch
 
     den = a + b
-    return torch.where(den.abs() > 1e-6, (a - b) / torch.where(den.abs() > 1e-6, den, 1.0), 0.0)
+    out = torch.sub(a, b, out=out) if out is not None else a - b
+    return out.div_(den).masked_fill_(den.abs() <= 1e-6, 0.0)
 
 
-def _index_tensors(stack) -> list:  # (N, bands, H, W) tensor -> list of (N, H, W), in INDEX_NAMES order
-    """The indices of INDEX_NAMES, formulas as in detectors.bands.indices (a test holds them equal)."""
+def _index_tensors(stack, out=None) -> list:  # (N, bands, H, W) tensor -> list of (N, H, W), in INDEX_NAMES order
+    """The indices of INDEX_NAMES, formulas as in detectors.bands.indices (a test holds them equal),
+    written into the channels of `out` (N, len(INDEX_NAMES), H, W) when given."""
+    import torch
+
     b02, b03, b04, b08, b11, b12 = (stack[:, band_index(b)] for b in REFLECTANCE_BANDS)
-    return [_ratio(b08, b04), _ratio(b03, b08), _ratio(b03, b11), _ratio(b08, b12),
-            _ratio(b11 + b04, b08 + b02), stack.mean(dim=1)]
+    into = [None] * len(INDEX_NAMES) if out is None else [out[:, i] for i in range(len(INDEX_NAMES))]
+    return [_ratio(b08, b04, into[0]), _ratio(b03, b08, into[1]), _ratio(b03, b11, into[2]),
+            _ratio(b08, b12, into[3]), _ratio(b11 + b04, b08 + b02, into[4]),
+            torch.mean(stack, dim=1, out=into[5])]
 
 
 def feature_tensor(before, after, valid, zones: dict):  # torch tensors -> torch tensor
     """(N, features, H, W) float32 from (N, bands, H, W) reflectance, (N, H, W) masks and zones,
-    all torch tensors on one device."""
+    all torch tensors on one device.
+
+    What was not seen carries no signal: both dates are zeroed there first, which makes every
+    spectral channel 0 at such pixels (log-ratio of equal values, normalised differences of zero sums)."""
     import torch
 
-    before = torch.nan_to_num(before.float(), nan=0.0)
-    after = torch.nan_to_num(after.float(), nan=0.0)
     n, nb, h, w = before.shape
     out = torch.empty((n, len(FEATURE_NAMES), h, w), dtype=torch.float32, device=before.device)
-    out[:, :nb] = before
-    out[:, nb:2 * nb] = after
-    out[:, 2 * nb:3 * nb] = torch.log((after.clamp(min=0) + _DARK) / (before.clamp(min=0) + _DARK))
+    seen = valid[:, None]
+    before = torch.nan_to_num(before.float(), nan=0.0, out=out[:, :nb]).mul_(seen)
+    after = torch.nan_to_num(after.float(), nan=0.0, out=out[:, nb:2 * nb]).mul_(seen)
+    ratio = out[:, 2 * nb:3 * nb]
+    torch.div(after.clamp(min=0).add_(_DARK), before.clamp(min=0).add_(_DARK), out=ratio).log_()
     k = 3 * nb
-    out[:, k:k + len(INDEX_NAMES)] = torch.stack(_index_tensors(before), dim=1)
-    out[:, k + len(INDEX_NAMES):k + 2 * len(INDEX_NAMES)] = torch.stack(_index_tensors(after), dim=1)
+    _index_tensors(before, out[:, k:k + len(INDEX_NAMES)])
+    _index_tensors(after, out[:, k + len(INDEX_NAMES):k + 2 * len(INDEX_NAMES)])
     k += 2 * len(INDEX_NAMES)
     out[:, k] = valid
     for j, zone in enumerate(CONTEXT_ZONES, start=k + 1):
         out[:, j] = zones[zone] if zone in zones else UNKNOWN_ZONE
-    out[:, :k] *= valid[:, None]  # what was not seen carries no signal
     return out
 
 

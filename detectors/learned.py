@@ -193,7 +193,7 @@ class SegmentationDetector:
         if self._report_other:
             out[:, -1] = out[:, :-1].sum(dim=1)
         out[:, :-1][:, torch.from_numpy(~self._active).to(before.device)] = 0.0
-        return out * valid[:, None]
+        return out.mul_(valid[:, None])
 
     def predict(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                 zones: dict[Zone, np.ndarray]) -> np.ndarray:

@@ -21,8 +21,10 @@ def decide(probs: np.ndarray, categories: tuple[str, ...], thresholds: dict[str,
     other = categories.index(OTHER_ID) if OTHER_ID in categories else None
     if other is not None:
         above[other] = False
-    labels = np.where(above, probs, -1.0).argmax(axis=0).astype(np.uint8) + 1
-    labels[~above.any(axis=0)] = 0
+    hit = above.any(axis=0)
+    labels = np.zeros(hit.shape, dtype=np.uint8)
+    if hit.any():  # the most probable of those above their threshold, at the few pixels that have one
+        labels[hit] = np.where(above[:, hit], probs[:, hit], -1.0).argmax(axis=0).astype(np.uint8) + 1
     if other is not None:
-        labels[(labels == 0) & (probs[other] >= thr[other])] = other + 1
+        labels[~hit & (probs[other] >= thr[other])] = other + 1
     return labels

@@ -1,18 +1,18 @@
 """The streaming detection engine shared by runs (per cell) and `detect` (whole pairs of any size).
 
-The scene is read in horizontal bands, one per row of tiles, by a reader thread that keeps a
-few bands ahead of the model. Tiles with no valid pixel (no data, cloud) never reach the model.
-Tiles travel to the device as they were read (uint16 digital numbers stay uint16, through pinned
-memory on CUDA); radiometry (scale and offset) and, for a learned detector, the features and
-their standardisation are computed there. Overlapping tiles are blended on the device with the
-weights of `tiling.blend_weights` into a band of rows that rolls down the scene: rows no later
-tile can reach are handed, final, to a sink in a writer thread, so reading, the model and writing
-overlap and memory does not grow with the scene's height.
+The scene is read in horizontal bands, one per row of tiles. Tiles with no valid pixel (no data,
+cloud) never reach the model. Tiles travel to the device as they were read (uint16 digital
+numbers stay uint16, through pinned memory on CUDA); radiometry (scale and offset) and, for a
+learned detector, the features and their standardisation are computed there. Overlapping tiles
+are blended on the device with the weights of `tiling.blend_weights` into a band of rows that
+rolls down the scene: rows no later tile can reach are handed, final, to a sink, so memory does
+not grow with the scene's height. On a GPU a reader thread keeps bands ahead of the model and a
+writer thread takes the final rows, so reading, the model and writing overlap; on the CPU, where
+the model already takes every core, the stages take turns (`EngineOptions.overlap_stages`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import queue
 import threading
 import weakref
@@ -75,17 +75,12 @@ class EngineOptions:
     """How the engine feeds the detector."""
 
     batch_size: int | None = None  # None: the tiling's on the CPU, as many as free memory holds on a GPU
-    prefetch: int = 2  # bands read ahead of the model
-
-
-def _return_freed_buffers() -> None:
-    """Have glibc map buffers of a MiB and more directly, so that they go back to the system when
-    freed: by default its threshold adapts upwards and the bands of megabytes that the reader,
-    model and writer threads pass along stay in per-thread heaps, growing the process with the scene."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: its allocator is left as it is
-        pass
+    prefetch: int = 2  # bands read ahead of the model, where the stages overlap
+    #: Reading, the model and writing in threads of their own. None: on a GPU only. On the CPU,
+    #: torch's thread pool already takes every core and each of its operators waits for its slowest
+    #: thread, so a reader and a writer beside it slow the model more than they save (measured:
+    #: docs/benchmarks.md), and the bands they pass along are held twice.
+    overlap_stages: bool | None = None
 
 
 def prepare(detector: Detector, precision: str = "auto", compile: bool = False) -> Detector:
@@ -130,25 +125,38 @@ class _Device:
 
 
 class _Blender:
-    """The rolling band of rows in which overlapping tiles are blended, on the device."""
+    """The rolling band of rows in which overlapping tiles are blended, on the device.
+
+    Its buffers are allocated once, as tall as the deepest band a run needs (a row of tiles and
+    the rows of tiles a batch reaches below it), and roll in place: rows handed on are dropped by
+    moving the few unfinished rows up, so a scene's height never reallocates them and a wide
+    scene holds one such band, not a chain of copies.
+    """
 
     def __init__(self, categories: int, height: int, width: int, tiling: Tiling, device: _Device) -> None:
         self.torch, self.device = device.torch, device
         self.height, self.width, self.overlap = height, width, tiling.overlap
         self.top = 0  # scene row of the band's first row
+        self.rows = 0  # rows of the buffers in use
         self.acc = self.torch.zeros((categories, 0, width), dtype=self.torch.float32, device=device.name)
         self.weight = self.torch.zeros((0, width), dtype=self.torch.float32, device=device.name)
         self.valid = np.zeros((0, width), dtype=bool)
         self._weights: dict[tuple[bool, bool, bool, bool], object] = {}
 
     def _reach(self, row: int) -> None:
-        """Grow the band so that it holds scene rows up to `row`."""
-        more = row - self.top - self.weight.shape[0]
-        if more > 0:
-            t = self.torch
-            self.acc = t.cat([self.acc, t.zeros((self.acc.shape[0], more, self.width), device=self.acc.device)], 1)
-            self.weight = t.cat([self.weight, t.zeros((more, self.width), device=self.weight.device)], 0)
-            self.valid = np.concatenate([self.valid, np.zeros((more, self.width), dtype=bool)])
+        """Make the band hold scene rows up to `row`, growing its buffers only past their height."""
+        needed = min(row, self.height) - self.top
+        if needed <= self.rows:
+            return
+        if needed > self.weight.shape[0]:
+            t, grown = self.torch, max(needed, 2 * self.weight.shape[0])
+            acc = t.zeros((self.acc.shape[0], grown, self.width), dtype=t.float32, device=self.acc.device)
+            weight = t.zeros((grown, self.width), dtype=t.float32, device=self.weight.device)
+            valid = np.zeros((grown, self.width), dtype=bool)
+            acc[:, :self.rows], weight[:self.rows], valid[:self.rows] = (
+                self.acc[:, :self.rows], self.weight[:self.rows], self.valid[:self.rows])
+            self.acc, self.weight, self.valid = acc, weight, valid
+        self.rows = needed
 
     def add_valid(self, band: RowBand) -> None:
         self._reach(band.row + band.valid.shape[0])
@@ -163,23 +171,31 @@ class _Blender:
     def add(self, tiles: list[Tile], probs) -> None:
         """Blend a batch of tile probabilities (N, categories, rows, cols) on the device."""
         for tile, p in zip(tiles, probs, strict=True):
+            self._reach(tile.row + tile.height)
             w = self._tile_weights(tile)
             r, c = tile.row - self.top, tile.col
-            self.acc[:, r:r + tile.height, c:c + tile.width] += p * w
+            self.acc[:, r:r + tile.height, c:c + tile.width].addcmul_(p, w)
             self.weight[r:r + tile.height, c:c + tile.width] += w
 
     def flush(self, until: int) -> Chunk | None:
         """The rows from the band's top to `until`, final, and the band rolled past them."""
-        n = until - self.top
+        n = min(until - self.top, self.rows)
         if n <= 0:
             return None
-        weight = self.weight[:n]
-        probs = (self.acc[:, :n] / weight.clamp(min=1e-12) * (weight > 0)).cpu().numpy()
+        # no tile reached a pixel of weight 0, so its sum is 0 too and the division leaves it 0
+        probs = (self.acc[:, :n] / self.weight[:n].clamp(min=1e-12)).cpu().numpy()
         valid = self.valid[:n].copy()
         probs *= valid
-        self.acc, self.weight, self.valid = self.acc[:, n:], self.weight[n:], self.valid[n:]  # views
+        rest = self.rows - n
+        if rest:  # the unfinished rows move to the top (copied first: the ranges may overlap)
+            self.acc[:, :rest] = self.acc[:, n:self.rows].clone()
+            self.weight[:rest] = self.weight[n:self.rows].clone()
+            self.valid[:rest] = self.valid[n:self.rows].copy()
+        self.acc[:, rest:self.rows] = 0
+        self.weight[rest:self.rows] = 0
+        self.valid[rest:self.rows] = False
         chunk = Chunk(self.top, probs, valid)
-        self.top = until
+        self.top, self.rows = self.top + n, rest
         return chunk
 
 
@@ -229,7 +245,6 @@ class Engine:
         self.detector, self.tiling, self.options = detector, tiling, options or EngineOptions()
         self.device = _Device(getattr(detector, "device", "cpu"))
         self.stats = InferenceStats()
-        _return_freed_buffers()
 
     def batch_size(self, tile_shape: tuple[int, int], bands: int) -> int:
         """The configured batch size; on a GPU, unless configured, as many tiles as free memory holds."""
@@ -260,8 +275,9 @@ class Engine:
                  rad_before: Radiometry, rad_after: Radiometry):
         """Probabilities (N, categories, rows, cols) of a batch, as a tensor on the device."""
         dev = self.device
-        b = (dev.put(before).float() + rad_before.offset) / rad_before.scale
-        a = (dev.put(after).float() + rad_after.offset) / rad_after.scale
+        # in place: the batch was stacked for this call (on the CPU, float32 shares its memory)
+        b = dev.put(before).float().add_(rad_before.offset).div_(rad_before.scale)
+        a = dev.put(after).float().add_(rad_after.offset).div_(rad_after.scale)
         v, z = dev.put(valid), {k: dev.put(m) for k, m in zones.items()}
         predict_tensor = getattr(self.detector, "predict_tensor", None)
         if predict_tensor is not None:
@@ -277,9 +293,11 @@ class Engine:
         rows = sorted({t.row for t in tiles})
         by_row = {r: [t for t in tiles if t.row == r] for r in rows}
         self.stats = InferenceStats(tiles=len(tiles))
-        writer = _Writer(sink)
+        overlap = self.device.cuda if self.options.overlap_stages is None else self.options.overlap_stages
+        writer = _Writer(sink) if overlap else _InlineWriter(sink)
         blender = _Blender(len(self.detector.categories), height, width, self.tiling, self.device)
-        reader = _Reader(read, [(r, r + th) for r in rows], self.options.prefetch)
+        spans = [(r, r + th) for r in rows]
+        bands = _Reader(read, spans, self.options.prefetch).bands() if overlap else (read(*s) for s in spans)
         batch_size: int | None = None
         pending: list[_Pending] = []
 
@@ -290,7 +308,7 @@ class Engine:
             blender.add([p.tile for p in batch], probs)
 
         try:
-            for i, band in enumerate(reader.bands()):
+            for i, band in enumerate(bands):
                 blender.add_valid(band)
                 for t in by_row[band.row]:
                     cols = slice(t.col, t.col + tw)
@@ -353,6 +371,23 @@ class _Writer(threading.Thread):
         self.join()
         if self.error is not None:
             raise self.error
+
+
+class _InlineWriter:
+    """Hands final chunks to the sink in the engine's own thread (stages that do not overlap)."""
+
+    def __init__(self, sink: Callable[[Chunk], None]) -> None:
+        self.sink = sink
+
+    def put(self, chunk: Chunk | None) -> None:
+        if chunk is not None:
+            self.sink(chunk)
+
+    def abandon(self) -> None:
+        """Nothing is in flight."""
+
+    def finish(self) -> None:
+        """Nothing is in flight."""
 
 
 def array_reader(before: np.ndarray, after: np.ndarray, valid: np.ndarray,

@@ -36,6 +36,34 @@ def _touches_border(lab: np.ndarray, n: int, open_edge: np.ndarray | None = None
     return hit
 
 
+def _around(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """The bounding box of `mask` widened by one pixel within the raster; None where it is empty.
+
+    Inside it every patch of `mask` is whole, and so is every hole that does not reach its edge.
+    A hole that reaches the widened edge joins, through that ring of pixels outside the patches,
+    the ground around them, which reaches the raster's border: in the whole raster it touches the
+    border too, so it is never a hole to close in either. Patches touch the window's edge only
+    where it is the raster's own border, as in the whole raster.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return None
+    return (slice(max(rows[0] - 1, 0), min(rows[-1] + 2, mask.shape[0])),
+            slice(max(cols[0] - 1, 0), min(cols[-1] + 2, mask.shape[1])))
+
+
+def _patch_statistics(comp: np.ndarray, p: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and maximum of `p` over each patch `ids` of `comp`, from the patches' pixels alone
+    (a few per cent of a band: sorting all of them, as ndimage.maximum does, cost more than the polygons)."""
+    inside = comp > 0
+    label, value = comp[inside], p[inside].astype(np.float64)
+    total = np.bincount(label, weights=value, minlength=ids.max() + 1)
+    count = np.bincount(label, minlength=ids.max() + 1)
+    peak = np.full(ids.max() + 1, -np.inf)
+    np.maximum.at(peak, label, value)
+    return total[ids] / count[ids], peak[ids]
+
+
 def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tuple[str, ...], transform: Affine,
                          crs: str, cell_id: str, resolution: float, dates: tuple[str, str] = ("", ""),
                          outside: np.ndarray | None = None) -> gpd.GeoDataFrame:
@@ -52,29 +80,32 @@ def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tupl
     rows = []
     pixel_area = resolution * resolution
     for ci, cat in enumerate(categories):
-        mask = labels == ci + 1
-        if not mask.any():
+        window = _around(labels == ci + 1)
+        if window is None:
             continue
+        # the category's patches and the holes they close lie inside the window: the same
+        # patches as in the whole band (see _around), found in a fraction of its pixels
+        mask, cat_labels, p = labels[window] == ci + 1, labels[window], probs[ci][window]
+        cat_edge = None if open_edge is None else open_edge[window]
+        cat_transform = transform @ Affine.translation(window[1].start, window[0].start)
         min_px = int(np.ceil(get_category(cat).min_area_m2 / pixel_area))
         holes, n_holes = ndimage.label(~mask)
         hole_size = np.bincount(holes.ravel(), minlength=n_holes + 1)
         small_hole = (hole_size < min_px) & ~_touches_border(holes, n_holes)
         small_hole[0] = False
-        mask |= small_hole[holes] & (labels == 0)  # never take pixels another category holds
+        mask |= small_hole[holes] & (cat_labels == 0)  # never take pixels another category holds
         comp, n = ndimage.label(mask, structure=_EIGHT)
         size = np.bincount(comp.ravel(), minlength=n + 1)
-        edge = _touches_border(comp, n, open_edge)
+        edge = _touches_border(comp, n, cat_edge)
         keep = (size >= min_px) | edge
         keep[0] = False
         comp = np.where(keep[comp], comp, 0).astype(np.int32)
         if not comp.any():
             continue
         ids = np.flatnonzero(keep)
-        p = probs[ci]
-        p_mean = ndimage.mean(p, comp, ids)
-        p_max = ndimage.maximum(p, comp, ids)
+        p_mean, p_max = _patch_statistics(comp, p, ids)
         pieces: dict[int, list] = {}
-        for geom, value in features.shapes(comp, mask=comp > 0, transform=transform, connectivity=8):
+        for geom, value in features.shapes(comp, mask=comp > 0, transform=cat_transform, connectivity=8):
             pieces.setdefault(int(value), []).append(shape(geom))
         for k, cid in enumerate(ids):
             rows.append({"cell_id": cell_id, "category": cat, "p_mean": float(p_mean[k]), "p_max": float(p_max[k]),

@@ -47,7 +47,8 @@ def _pair(folder: Path, height: int = 300, width: int = 520) -> tuple[Path, Path
             write_s2(folder / "after.tif", after, "2025-08-02", scl=scl))
 
 
-def _stream(before: Path, after: Path, detector, tiling: Tiling = SMALL) -> np.ndarray:
+def _stream(before: Path, after: Path, detector, tiling: Tiling = SMALL, options: EngineOptions | None = None
+            ) -> np.ndarray:
     files = open_pair(before, after)
     out = np.zeros((len(detector.categories), files.grid.height, files.grid.width), dtype=np.float32)
 
@@ -55,7 +56,8 @@ def _stream(before: Path, after: Path, detector, tiling: Tiling = SMALL) -> np.n
         out[:, chunk.row:chunk.row + chunk.probs.shape[1]] = chunk.probs
 
     with PairBands(files, detector.bands) as pair:
-        Engine(detector, tiling).run(pair.read, files.grid.height, files.grid.width, gather, pair.radiometry)
+        Engine(detector, tiling, options).run(pair.read, files.grid.height, files.grid.width, gather,
+                                              pair.radiometry)
     return out
 
 
@@ -125,20 +127,31 @@ def test_tiles_without_a_valid_pixel_never_reach_the_detector() -> None:
     assert len(detector.seen) == len(tiles) - empty and all(v.any() for v in detector.seen)
 
 
-def test_rows_reach_the_sink_in_order_in_bands_from_another_thread() -> None:
+@pytest.mark.parametrize(("overlap", "thread"), [(None, "MainThread"), (True, "eoleads-writer")])
+def test_rows_reach_the_sink_in_order_in_bands(overlap, thread) -> None:
+    """On the CPU (overlap None) the stages take turns in the caller's thread; overlapping, the
+    sink runs in the writer thread. Either way the same rows, in order, in bands."""
     height, width = 700, 90
     refl = np.full((6, height, width), 0.1, dtype=np.float32)
     chunks: list[tuple[int, int, str]] = []
-    Engine(SpectralBaseline(), SMALL).run(array_reader(refl, refl, np.ones((height, width), bool), {}), height,
-                                          width, lambda c: chunks.append((c.row, c.probs.shape[1],
-                                                                          threading.current_thread().name)))
+    Engine(SpectralBaseline(), SMALL, EngineOptions(overlap_stages=overlap)).run(
+        array_reader(refl, refl, np.ones((height, width), bool), {}), height, width,
+        lambda c: chunks.append((c.row, c.probs.shape[1], threading.current_thread().name)))
     rows = [r for r, _, _ in chunks]
     assert rows[0] == 0 and all(r + n == nxt for (r, n, _), nxt in zip(chunks, [*rows[1:], height], strict=True))
     assert len(chunks) > 5 and max(n for _, n, _ in chunks) < 2 * SMALL.tile_size  # a rolling band, not the scene
-    assert {name for _, _, name in chunks} == {"eoleads-writer"}
+    assert {name for _, _, name in chunks} == {thread}
 
 
-def test_a_read_error_reaches_the_caller() -> None:
+def test_overlapping_stages_give_the_same_probabilities(tmp_path) -> None:
+    before, after = _pair(tmp_path)
+    turns, overlapping = (_stream(before, after, SpectralBaseline(), options=EngineOptions(overlap_stages=overlap))
+                          for overlap in (False, True))
+    assert turns.max() > 0.5 and np.array_equal(turns, overlapping)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_read_error_reaches_the_caller(overlap) -> None:
     refl = np.full((6, 400, 64), 0.1, dtype=np.float32)
     read = array_reader(refl, refl, np.ones((400, 64), bool), {})
 
@@ -148,18 +161,20 @@ def test_a_read_error_reaches_the_caller() -> None:
         return read(row0, row1)
 
     with pytest.raises(InputError, match="cannot be read"):
-        Engine(SpectralBaseline(), SMALL).run(failing, 400, 64, lambda chunk: None)
+        Engine(SpectralBaseline(), SMALL, EngineOptions(overlap_stages=overlap)).run(failing, 400, 64,
+                                                                                     lambda chunk: None)
 
 
-def test_a_write_error_reaches_the_caller() -> None:
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_write_error_reaches_the_caller(overlap) -> None:
     refl = np.full((6, 400, 64), 0.1, dtype=np.float32)
 
     def full_disk(chunk: Chunk) -> None:
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError, match="No space left"):
-        Engine(SpectralBaseline(), SMALL).run(array_reader(refl, refl, np.ones((400, 64), bool), {}), 400, 64,
-                                              full_disk)
+        Engine(SpectralBaseline(), SMALL, EngineOptions(overlap_stages=overlap)).run(
+            array_reader(refl, refl, np.ones((400, 64), bool), {}), 400, 64, full_disk)
 
 
 def test_a_configured_batch_size_is_used_and_free_memory_sizes_the_batch() -> None:
