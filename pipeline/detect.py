@@ -18,7 +18,7 @@ from detectors.categories import CATEGORY_IDS
 from pipeline.atomic import atomic_path
 from pipeline.config import ZoneLayer
 from pipeline.detection.decision import decide
-from pipeline.detection.engine import Chunk, Engine, EngineOptions, prepare
+from pipeline.detection.engine import STRIP, Chunk, Engine, EngineOptions, prepare
 from pipeline.detection.probabilities import ProbabilityWriter
 from pipeline.detection.tiling import TILING, Tiling
 from pipeline.detection.vectorize import merge_across_cells, polygons_from_labels
@@ -42,12 +42,13 @@ class DetectResult:
 def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers: list[ZoneLayer] | None = None,
            radiometry: str = "auto", bands: dict[str, int] | None = None, device: str = "auto",
            categories: list[str] | None = None, *, precision: str = "auto", compile: bool = False,
-           batch_size: int | None = None, tiling: Tiling = TILING) -> DetectResult:
+           batch_size: int | None = None, tiling: Tiling = TILING, strip: int = STRIP) -> DetectResult:
     """Detect changes between two images and write probabilities and polygons into `out`.
 
-    The pair is streamed through the engine in bands of rows: probabilities are written and
-    vectorised band by band (patches cut by a band's edge are joined afterwards, then held to
-    the mapping unit), so memory stays flat whatever the size of the images.
+    The pair is streamed through the engine in bands of rows within strips of columns:
+    probabilities are written and vectorised band by band (patches cut by a band's or a strip's
+    edge are joined afterwards, then held to the mapping unit), so memory stays flat whatever
+    the size of the images.
     """
     categories = list(categories or CATEGORY_IDS)
     zones = load_zones(zone_layers or [], categories)
@@ -64,9 +65,9 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
 
     def vectorise(chunk: Chunk, writer: ProbabilityWriter) -> None:
         nonlocal seen_px
-        writer.write(chunk.probs[kept], chunk.valid)
+        writer.write(chunk.probs[kept], chunk.valid, chunk.col)
         labels = decide(chunk.probs, detector.categories, detector.thresholds)
-        transform = grid.transform @ Affine.translation(0, chunk.row)
+        transform = grid.transform @ Affine.translation(chunk.col, chunk.row)
         parts.append(polygons_from_labels(labels, chunk.probs, detector.categories, transform, grid.crs, "pair",
                                           resolution))
         seen_px += int(chunk.valid.sum())
@@ -75,7 +76,7 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
     names = tuple(detector.categories[i] for i in kept)
     with (ProbabilityWriter(out / "probabilities.tif", grid, names, tags) as writer,
           PairBands(files, detector.bands, zones) as pair):
-        Engine(detector, tiling, EngineOptions(batch_size)).run(pair.read, grid.height, grid.width,
+        Engine(detector, tiling, EngineOptions(batch_size, strip=strip)).run(pair.read, grid.height, grid.width,
                                                                 lambda chunk: vectorise(chunk, writer), pair.radiometry)
         if not seen_px:  # raised before the probabilities appear: nothing was seen, nothing is written
             raise no_overlap(files)

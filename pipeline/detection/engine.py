@@ -13,6 +13,7 @@ the model already takes every core, the stages take turns (`EngineOptions.overla
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import weakref
@@ -25,6 +26,10 @@ from detectors.categories import Zone
 from detectors.interface import Detector
 from pipeline.detection.tiling import TILING, Tile, Tiling, blend_weights, tile_grid
 
+#: Widest strip of columns one pass holds, a multiple of the probability files' blocks: a wider
+#: scene runs strip after strip, so memory is bounded by this width, not the scene's. Each seam
+#: runs one column of tiles twice (3 % of the model's work on a scene 8192 px wide).
+STRIP = 4096
 #: Share of the GPU's free memory a batch of tiles may take (the rest: the rolling band, the
 #: allocator's slack, other processes).
 GPU_MEMORY_SHARE = 0.5
@@ -52,9 +57,11 @@ class Radiometry:
 
 @dataclass
 class RowBand:
-    """Rows [row, row + height) of the scene, full width, as read: the file's dtype, not reflectance."""
+    """Rows [row, row + height) of the scene across one strip's columns [col, col + width), as read:
+    the file's dtype, not reflectance."""
 
     row: int
+    col: int
     before: np.ndarray  # (bands, rows, cols)
     after: np.ndarray
     valid: np.ndarray  # (rows, cols): seen on both dates
@@ -63,11 +70,17 @@ class RowBand:
 
 @dataclass
 class Chunk:
-    """Final probabilities of rows [row, row + rows) of the scene, zero where not seen."""
+    """Final probabilities of a window of the scene (rows from `row`, columns from `col`), zero where not seen."""
 
     row: int
+    col: int
     probs: np.ndarray  # (categories, rows, cols) float32
     valid: np.ndarray  # (rows, cols)
+
+    @property
+    def window(self) -> tuple[slice, slice]:
+        """The chunk's rows and columns in the scene."""
+        return slice(self.row, self.row + self.valid.shape[0]), slice(self.col, self.col + self.valid.shape[1])
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class EngineOptions:
     #: thread, so a reader and a writer beside it slow the model more than they save (measured:
     #: docs/benchmarks.md), and the bands they pass along are held twice.
     overlap_stages: bool | None = None
+    strip: int = STRIP  # the widest strip of columns one pass holds (a multiple of the probability files' blocks)
 
 
 def prepare(detector: Detector, precision: str = "auto", compile: bool = False) -> Detector:
@@ -133,14 +147,18 @@ class _Blender:
     scene holds one such band, not a chain of copies.
     """
 
-    def __init__(self, categories: int, height: int, width: int, tiling: Tiling, device: _Device) -> None:
+    def __init__(self, categories: int, scene: tuple[int, int], columns: tuple[int, int], final: tuple[int, int],
+                 tiling: Tiling, device: _Device) -> None:
         self.torch, self.device = device.torch, device
-        self.height, self.width, self.overlap = height, width, tiling.overlap
+        self.height, self.scene_width = scene
+        self.col0, self.width = columns[0], columns[1] - columns[0]  # the columns the strip's tiles cover
+        self.final = slice(final[0] - self.col0, final[1] - self.col0)  # those of them it hands on
+        self.overlap = tiling.overlap
         self.top = 0  # scene row of the band's first row
         self.rows = 0  # rows of the buffers in use
-        self.acc = self.torch.zeros((categories, 0, width), dtype=self.torch.float32, device=device.name)
-        self.weight = self.torch.zeros((0, width), dtype=self.torch.float32, device=device.name)
-        self.valid = np.zeros((0, width), dtype=bool)
+        self.acc = self.torch.zeros((categories, 0, self.width), dtype=self.torch.float32, device=device.name)
+        self.weight = self.torch.zeros((0, self.width), dtype=self.torch.float32, device=device.name)
+        self.valid = np.zeros((0, self.width), dtype=bool)
         self._weights: dict[tuple[bool, bool, bool, bool], object] = {}
 
     def _reach(self, row: int) -> None:
@@ -159,13 +177,16 @@ class _Blender:
         self.rows = needed
 
     def add_valid(self, band: RowBand) -> None:
+        """Where the band saw the ground on both dates."""
         self._reach(band.row + band.valid.shape[0])
         self.valid[band.row - self.top:band.row - self.top + band.valid.shape[0]] = band.valid
 
     def _tile_weights(self, tile: Tile):
-        key = (tile.row > 0, tile.row + tile.height < self.height, tile.col > 0, tile.col + tile.width < self.width)
+        """The tile's blending weights, tapering at the scene's interior edges (not the strip's)."""
+        key = (tile.row > 0, tile.row + tile.height < self.height, tile.col > 0,
+               tile.col + tile.width < self.scene_width)
         if key not in self._weights:
-            self._weights[key] = self.device.put(blend_weights(tile, self.height, self.width, self.overlap))
+            self._weights[key] = self.device.put(blend_weights(tile, self.height, self.scene_width, self.overlap))
         return self._weights[key]
 
     def add(self, tiles: list[Tile], probs) -> None:
@@ -173,7 +194,7 @@ class _Blender:
         for tile, p in zip(tiles, probs, strict=True):
             self._reach(tile.row + tile.height)
             w = self._tile_weights(tile)
-            r, c = tile.row - self.top, tile.col
+            r, c = tile.row - self.top, tile.col - self.col0
             self.acc[:, r:r + tile.height, c:c + tile.width].addcmul_(p, w)
             self.weight[r:r + tile.height, c:c + tile.width] += w
 
@@ -183,8 +204,8 @@ class _Blender:
         if n <= 0:
             return None
         # no tile reached a pixel of weight 0, so its sum is 0 too and the division leaves it 0
-        probs = (self.acc[:, :n] / self.weight[:n].clamp(min=1e-12)).cpu().numpy()
-        valid = self.valid[:n].copy()
+        probs = (self.acc[:, :n, self.final] / self.weight[:n, self.final].clamp(min=1e-12)).cpu().numpy()
+        valid = self.valid[:n, self.final].copy()
         probs *= valid
         rest = self.rows - n
         if rest:  # the unfinished rows move to the top (copied first: the ranges may overlap)
@@ -194,7 +215,7 @@ class _Blender:
         self.acc[:, rest:self.rows] = 0
         self.weight[rest:self.rows] = 0
         self.valid[rest:self.rows] = False
-        chunk = Chunk(self.top, probs, valid)
+        chunk = Chunk(self.top, self.col0 + self.final.start, probs, valid)
         self.top, self.rows = self.top + n, rest
         return chunk
 
@@ -202,7 +223,8 @@ class _Blender:
 class _Reader(threading.Thread):
     """Reads the bands ahead of the model into a bounded queue; an error travels to the consumer."""
 
-    def __init__(self, read: Callable[[int, int], RowBand], spans: list[tuple[int, int]], depth: int) -> None:
+    def __init__(self, read: Callable[[int, int, int, int], RowBand], spans: list[tuple[int, int, int, int]],
+                 depth: int) -> None:
         super().__init__(daemon=True, name="eoleads-reader")
         self.read, self.spans = read, spans
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
@@ -210,10 +232,10 @@ class _Reader(threading.Thread):
 
     def run(self) -> None:
         try:
-            for row0, row1 in self.spans:
+            for span in self.spans:
                 if self.stop.is_set():
                     return
-                self._put(self.read(row0, row1))
+                self._put(self.read(*span))
         except BaseException as exc:  # re-raised in the consumer's thread
             self._put(exc)
 
@@ -285,54 +307,73 @@ class Engine:
         host = self.detector.predict(b.cpu().numpy(), a.cpu().numpy(), valid, zones)  # a numpy detector
         return dev.put(host)
 
-    def run(self, read: Callable[[int, int], RowBand], height: int, width: int, sink: Callable[[Chunk], None],
-            radiometry: tuple[Radiometry, Radiometry] = (Radiometry(), Radiometry())) -> InferenceStats:
-        """Probabilities of the whole scene, handed to `sink` (in a writer thread) in row order."""
+    def run(self, read: Callable[[int, int, int, int], RowBand], height: int, width: int,
+            sink: Callable[[Chunk], None], radiometry: tuple[Radiometry, Radiometry] = (Radiometry(), Radiometry())
+            ) -> InferenceStats:
+        """Probabilities of the whole scene, handed to `sink` strip by strip (see `strips`), in row order
+        within each; `read(row0, row1, col0, col1)` gives a window of both images."""
         tiles = tile_grid(height, width, self.tiling.tile_size, self.tiling.overlap)
         th, tw = tiles[0].height, tiles[0].width
         rows = sorted({t.row for t in tiles})
-        by_row = {r: [t for t in tiles if t.row == r] for r in rows}
-        self.stats = InferenceStats(tiles=len(tiles))
+        parts = strips(width, tiles, self.options.strip)
+        self.stats = InferenceStats(tiles=sum(len(reach) for _, reach in parts))
         overlap = self.device.cuda if self.options.overlap_stages is None else self.options.overlap_stages
         writer = _Writer(sink) if overlap else _InlineWriter(sink)
-        blender = _Blender(len(self.detector.categories), height, width, self.tiling, self.device)
-        spans = [(r, r + th) for r in rows]
+        spans = [(r, r + th, *_covered(reach)) for _, reach in parts for r in rows]
         bands = _Reader(read, spans, self.options.prefetch).bands() if overlap else (read(*s) for s in spans)
         batch_size: int | None = None
-        pending: list[_Pending] = []
-
-        def run_batch(batch: list[_Pending]) -> None:
-            probs = self._predict(np.stack([p.before for p in batch]), np.stack([p.after for p in batch]),
-                                  np.stack([p.valid for p in batch]),
-                                  {z: np.stack([p.zones[z] for p in batch]) for z in batch[0].zones}, *radiometry)
-            blender.add([p.tile for p in batch], probs)
-
         try:
-            for i, band in enumerate(bands):
-                blender.add_valid(band)
-                for t in by_row[band.row]:
-                    cols = slice(t.col, t.col + tw)
-                    valid = band.valid[:, cols]
-                    if not valid.any():
-                        self.stats.tiles_without_data += 1
-                        continue
-                    pending.append(_Pending(t, band.before[:, :, cols], band.after[:, :, cols], valid,
-                                            {z: m[:, cols] for z, m in band.zones.items()}))
-                if batch_size is None and pending:
-                    batch_size = self.batch_size((th, tw), band.before.shape[0])
-                while batch_size and len(pending) >= batch_size:
-                    run_batch(pending[:batch_size])
-                    del pending[:batch_size]
-                frontier = pending[0].tile.row if pending else (rows[i + 1] if i + 1 < len(rows) else height)
-                writer.put(blender.flush(frontier))
-            if pending:
-                run_batch(pending)
-            writer.put(blender.flush(height))
+            for final, reach in parts:
+                blender = _Blender(len(self.detector.categories), (height, width), _covered(reach), final,
+                                   self.tiling, self.device)
+                by_row = {r: [t for t in reach if t.row == r] for r in rows}
+                pending: list[_Pending] = []
+
+                def run_batch(batch: list[_Pending], blender: _Blender = blender) -> None:
+                    probs = self._predict(np.stack([p.before for p in batch]), np.stack([p.after for p in batch]),
+                                          np.stack([p.valid for p in batch]),
+                                          {z: np.stack([p.zones[z] for p in batch]) for z in batch[0].zones},
+                                          *radiometry)
+                    blender.add([p.tile for p in batch], probs)
+
+                for i, band in enumerate(itertools.islice(bands, len(rows))):
+                    blender.add_valid(band)
+                    for t in by_row[band.row]:
+                        cols = slice(t.col - band.col, t.col - band.col + tw)
+                        valid = band.valid[:, cols]
+                        if not valid.any():
+                            self.stats.tiles_without_data += 1
+                            continue
+                        pending.append(_Pending(t, band.before[:, :, cols], band.after[:, :, cols], valid,
+                                                {z: m[:, cols] for z, m in band.zones.items()}))
+                    if batch_size is None and pending:
+                        batch_size = self.batch_size((th, tw), band.before.shape[0])
+                    while batch_size and len(pending) >= batch_size:
+                        run_batch(pending[:batch_size])
+                        del pending[:batch_size]
+                    frontier = pending[0].tile.row if pending else (rows[i + 1] if i + 1 < len(rows) else height)
+                    writer.put(blender.flush(frontier))
+                if pending:
+                    run_batch(pending)
+                writer.put(blender.flush(height))
         except BaseException:
             writer.abandon()
             raise
         writer.finish()
         return self.stats
+
+
+def strips(width: int, tiles: list[Tile], strip: int = STRIP) -> list[tuple[tuple[int, int], list[Tile]]]:
+    """The scene's columns cut into strips of `strip` (the last one narrower): for each, the columns it
+    hands on and the tiles that reach them (those on a seam belong to both strips)."""
+    edges = [*range(0, width, strip), width]
+    return [((x0, x1), [t for t in tiles if t.col < x1 and t.col + t.width > x0])
+            for x0, x1 in itertools.pairwise(edges)]
+
+
+def _covered(tiles: list[Tile]) -> tuple[int, int]:
+    """The columns a strip's tiles cover."""
+    return min(t.col for t in tiles), max(t.col + t.width for t in tiles)
 
 
 class _Writer(threading.Thread):
@@ -391,9 +432,10 @@ class _InlineWriter:
 
 
 def array_reader(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
-                 zones: dict[Zone, np.ndarray]) -> Callable[[int, int], RowBand]:
+                 zones: dict[Zone, np.ndarray]) -> Callable[[int, int, int, int], RowBand]:
     """Bands of a scene already in memory (a run's cell)."""
-    def read(row0: int, row1: int) -> RowBand:
-        rows = slice(row0, row1)
-        return RowBand(row0, before[:, rows], after[:, rows], valid[rows], {z: m[rows] for z, m in zones.items()})
+    def read(row0: int, row1: int, col0: int, col1: int) -> RowBand:
+        win = slice(row0, row1), slice(col0, col1)
+        return RowBand(row0, col0, before[(slice(None), *win)], after[(slice(None), *win)], valid[win],
+                       {z: m[win] for z, m in zones.items()})
     return read

@@ -33,7 +33,7 @@ def predict_arrays(before: np.ndarray, after: np.ndarray, valid: np.ndarray, zon
     out = np.zeros((len(detector.categories), height, width), dtype=np.float32)
 
     def gather(chunk: Chunk) -> None:
-        out[:, chunk.row:chunk.row + chunk.probs.shape[1]] = chunk.probs
+        out[(slice(None), *chunk.window)] = chunk.probs
 
     stats = Engine(detector, tiling, options).run(array_reader(before, after, valid, zones), height, width, gather)
     return out, stats

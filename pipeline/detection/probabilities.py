@@ -31,13 +31,14 @@ BLOCK = 256
 
 class ProbabilityWriter:
     """A tiled, compressed uint8 GeoTIFF of probabilities written row band by row band, in order
-    from the top, in whole rows of tiles, so a scene of any size is never held whole; the file
-    appears (atomically) only when the block that writes it succeeds."""
+    from the top within each strip of columns (a strip starts at a multiple of BLOCK), in whole rows
+    of tiles, so a scene of any size is never held whole and no tile is written twice; the file
+    appears (atomically) only when the block that writes it succeeds and every pixel was written."""
 
     def __init__(self, path: Path, grid: ReadGrid, names: tuple[str, ...], tags: dict[str, str] | None = None) -> None:
         self.path, self.grid, self.names, self.tags = Path(path), grid, names, tags or {}
-        self._pending: list[np.ndarray] = []
-        self._row = 0  # first row not yet written
+        self._pending: dict[int, list[np.ndarray]] = {}  # per strip (its first column): rows not yet written
+        self._written: dict[int, tuple[int, int]] = {}  # per strip: rows written, its width
 
     def __enter__(self) -> ProbabilityWriter:
         profile = dict(driver="GTiff", width=self.grid.width, height=self.grid.height, count=len(self.names),
@@ -52,24 +53,40 @@ class ProbabilityWriter:
                               MEANING="change probability per band's category", **self.tags)
         return self
 
-    def write(self, probs: np.ndarray, valid: np.ndarray) -> None:
-        """The next rows: probabilities (len(names), rows, cols) and where they were seen (rows, cols)."""
-        self._pending.append(probabilities_as_uint8(probs, valid[None]))
-        rows = sum(p.shape[1] for p in self._pending)
-        if rows >= BLOCK or self._row + rows == self.grid.height:
-            self._write_whole_blocks(rows)
+    def write(self, probs: np.ndarray, valid: np.ndarray, col: int = 0) -> None:
+        """The next rows of the strip starting at column `col`: probabilities (len(names), rows, cols)
+        and where they were seen (rows, cols)."""
+        if col % BLOCK:
+            raise ValueError(f"{self.path}: a strip starts at column {col}, not at a multiple of {BLOCK}")
+        pending = self._pending.setdefault(col, [])
+        pending.append(probabilities_as_uint8(probs, valid[None]))
+        rows = sum(p.shape[1] for p in pending)
+        if rows >= BLOCK or self._written.get(col, (0, 0))[0] + rows == self.grid.height:
+            self._write_whole_blocks(col, rows)
 
-    def _write_whole_blocks(self, rows: int) -> None:
-        data = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
-        n = rows if self._row + rows == self.grid.height else rows // BLOCK * BLOCK
-        self._dst.write(data[:, :n], window=Window(0, self._row, self.grid.width, n))
-        self._row += n
-        self._pending = [data[:, n:]] if n < rows else []
+    def _write_whole_blocks(self, col: int, rows: int) -> None:
+        pending = self._pending[col]
+        data = np.concatenate(pending, axis=1) if len(pending) > 1 else pending[0]
+        row = self._written.get(col, (0, 0))[0]
+        n = rows if row + rows == self.grid.height else rows // BLOCK * BLOCK
+        self._dst.write(data[:, :n], window=Window(col, row, data.shape[2], n))
+        self._written[col] = (row + n, data.shape[2])
+        self._pending[col] = [data[:, n:]] if n < rows else []
+
+    def _missing(self) -> str | None:
+        """What of the grid was not written, if anything."""
+        short = [f"columns from {col}: {rows} rows" for col, (rows, _) in self._written.items()
+                 if rows != self.grid.height]
+        width = sum(w for _, w in self._written.values())
+        if short or width != self.grid.width:
+            return f"{'; '.join(short) or 'all rows'} of {self.grid.height}, {width} of {self.grid.width} columns"
+        return None
 
     def __exit__(self, *exc) -> None:
         self._dst.close()
-        if exc[0] is None and self._row != self.grid.height:
-            exc = (RuntimeError, RuntimeError(f"{self.path}: {self._row} of {self.grid.height} rows written"), None)
+        missing = self._missing() if exc[0] is None else None
+        if missing:
+            exc = (RuntimeError, RuntimeError(f"{self.path}: written {missing}"), None)
             self._atomic.__exit__(*exc)
             raise exc[1]
         self._atomic.__exit__(*exc)

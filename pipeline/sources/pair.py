@@ -96,6 +96,7 @@ class PairBands:
         self.files, self.wanted, self.zones = files, wanted, zones
         self._srcs: list = []
         self._start = 0  # scene row of the cached rows' first row
+        self._columns = (0, 0)  # the strip of columns cached
         self._cache: list[np.ndarray] = []  # before, after (bands, rows, cols) and valid (rows, cols)
 
     @property
@@ -116,8 +117,8 @@ class PairBands:
         self._env.__exit__(*exc)
 
     def _grid(self, row0: int, row1: int) -> ReadGrid:
-        grid = self.files.grid
-        return ReadGrid(grid.crs, grid.transform @ Affine.translation(0, row0), grid.width, row1 - row0)
+        grid, (col0, col1) = self.files.grid, self._columns
+        return ReadGrid(grid.crs, grid.transform @ Affine.translation(col0, row0), col1 - col0, row1 - row0)
 
     def _read_rows(self, row0: int, row1: int) -> list[np.ndarray]:
         grid = self._grid(row0, row1)
@@ -125,10 +126,12 @@ class PairBands:
                  for src, f in zip(self._srcs, (self.files.before, self.files.after), strict=True)]
         return [dates[0][0], dates[1][0], ~(dates[0][1] | dates[1][1])]
 
-    def read(self, row0: int, row1: int) -> RowBand:
-        """Rows [row0, row1) of both images on the grid; bands are asked for from the top down."""
+    def read(self, row0: int, row1: int, col0: int, col1: int) -> RowBand:
+        """Rows [row0, row1) and columns [col0, col1) of both images on the grid; the bands of a strip
+        of columns are asked for from the top down."""
         end = self._start + (self._cache[2].shape[0] if self._cache else 0)
-        if not self._cache or row0 < self._start:
+        if not self._cache or row0 < self._start or (col0, col1) != self._columns:
+            self._columns = (col0, col1)
             self._start, end, self._cache = row0 - row0 % self._step, row0 - row0 % self._step, []
         while end < row1:
             rows = self._read_rows(end, min(end + self._step, self.files.grid.height))
@@ -140,7 +143,7 @@ class PairBands:
         # copies: a band waiting in the engine's queue must not keep the whole cache alive
         before, after, valid = (c[..., :row1 - row0, :].copy() for c in self._cache)
         zones = self.zones.masks(self._grid(row0, row1)) if self.zones else {}
-        return RowBand(row0, before, after, valid, zones)
+        return RowBand(row0, col0, before, after, valid, zones)
 
 
 def metric_grid(path: Path) -> tuple[ReadGrid, list[str]]:

@@ -10,18 +10,29 @@ import numpy as np
 import pyogrio
 import pytest
 import rasterio
+from affine import Affine
 
 from detectors import DEFAULT_MODEL, load_detector
 from detectors.baseline import SpectralBaseline
 from detectors.categories import CATEGORY_IDS
 from pipeline.detect import detect
-from pipeline.detection.engine import Chunk, Engine, EngineOptions, RowBand, array_reader, fitting_batch_size
-from pipeline.detection.probabilities import probabilities_as_uint8
+from pipeline.detection.engine import (
+    STRIP,
+    Chunk,
+    Engine,
+    EngineOptions,
+    RowBand,
+    array_reader,
+    fitting_batch_size,
+    strips,
+)
+from pipeline.detection.probabilities import BLOCK, ProbabilityWriter, probabilities_as_uint8
 from pipeline.detection.tiling import Tiling, tile_grid
 from pipeline.errors import InputError
 from pipeline.inputs.zones import load_zones
 from pipeline.sources.pair import PairBands, open_pair
-from tests.conftest import write_s2
+from pipeline.sources.scene import ReadGrid
+from tests.conftest import ORIGIN, write_s2
 from tests.detection import former
 
 SMALL = Tiling(64, 16, 3)  # many rows of tiles, batches that span rows
@@ -30,15 +41,17 @@ BARE = np.array([0.2, 0.24, 0.28, 0.32, 0.38, 0.34])
 COAL = np.array([0.03, 0.03, 0.03, 0.035, 0.04, 0.04])
 
 
-def _pair(folder: Path, height: int = 300, width: int = 520) -> tuple[Path, Path]:
-    """Vegetation turned bare or black in patches of many sizes (some across rows of tiles),
-    a strip without data and a cloud (SCL) on the after date."""
+def _pair(folder: Path, height: int = 300, width: int = 520, across: int | None = None) -> tuple[Path, Path]:
+    """Vegetation turned bare or black in patches of many sizes (some across rows of tiles; one
+    across column `across` if given), a strip without data and a cloud (SCL) on the after date."""
     rng = np.random.default_rng(3)
     before = VEG[:, None, None] * rng.uniform(0.9, 1.1, (6, height, width))
     after = before * rng.uniform(0.97, 1.03, (6, height, width))
     for k, (r, c) in enumerate(rng.integers(0, [height - 40, width - 40], (14, 2))):
         h, w = rng.integers(3, 40, 2)
         after[:, r:r + h, c:c + w] = (BARE if k % 3 else COAL)[:, None, None]
+    if across is not None:
+        after[:, 100:140, across - 25:across + 25] = BARE[:, None, None]
     before[:, :, :70] = 0  # no data: written as DN 0, the files' nodata
     scl = np.full((height, width), 4)
     scl[200:280, 300:420] = 9  # cloud high probability
@@ -53,7 +66,7 @@ def _stream(before: Path, after: Path, detector, tiling: Tiling = SMALL, options
     out = np.zeros((len(detector.categories), files.grid.height, files.grid.width), dtype=np.float32)
 
     def gather(chunk: Chunk) -> None:
-        out[:, chunk.row:chunk.row + chunk.probs.shape[1]] = chunk.probs
+        out[(slice(None), *chunk.window)] = chunk.probs
 
     with PairBands(files, detector.bands) as pair:
         Engine(detector, tiling, options).run(pair.read, files.grid.height, files.grid.width, gather,
@@ -150,15 +163,49 @@ def test_overlapping_stages_give_the_same_probabilities(tmp_path) -> None:
     assert turns.max() > 0.5 and np.array_equal(turns, overlapping)
 
 
+def test_strips_of_columns_give_the_probabilities_and_changes_of_one_pass(tmp_path, learned) -> None:
+    """A scene wider than a strip runs strip after strip; the tiles on a seam run in both, so every
+    pixel is blended from the same tiles as in one pass, and patches cut by a seam are joined."""
+    before, after = _pair(tmp_path, across=256)
+    assert len(strips(520, tile_grid(300, 520, SMALL.tile_size, SMALL.overlap), 256)) == 3  # the last 8 px wide
+    one = _stream(before, after, learned)
+    cut = _stream(before, after, learned, options=EngineOptions(strip=256))
+    assert one.max() > 0.5 and np.abs(one - cut).max() <= 1e-5
+    whole = detect(before, after, tmp_path / "one", DEFAULT_MODEL, device="cpu", tiling=SMALL)
+    striped = detect(before, after, tmp_path / "cut", DEFAULT_MODEL, device="cpu", tiling=SMALL, strip=256)
+    with rasterio.open(whole.probabilities) as a, rasterio.open(striped.probabilities) as b:
+        assert np.abs(a.read().astype(int) - b.read().astype(int)).max() <= 1
+    assert len(whole.polygons) > 3 and sorted(whole.polygons.n_px) == sorted(striped.polygons.n_px)
+    seam = ORIGIN.c + 256 * ORIGIN.a
+    bounds = striped.polygons.geometry.bounds
+    assert ((bounds.minx < seam) & (bounds.maxx > seam)).any()  # a change across the seam is one polygon
+
+
+def test_a_strip_that_does_not_start_on_a_block_is_refused(tmp_path) -> None:
+    grid = ReadGrid("EPSG:32651", Affine(10, 0, 600000, 0, -10, 5500000), 520, 300)
+    with pytest.raises(ValueError, match="column 100"), ProbabilityWriter(tmp_path / "p.tif", grid, ("mine",)) as w:
+        w.write(np.zeros((1, 300, 420), np.float32), np.ones((300, 420), bool), col=100)
+    assert not (tmp_path / "p.tif").exists()
+
+
+def test_a_file_with_a_strip_missing_is_not_left_behind(tmp_path) -> None:
+    grid = ReadGrid("EPSG:32651", Affine(10, 0, 600000, 0, -10, 5500000), 520, 300)
+    with pytest.raises(RuntimeError, match="256 of 520 columns"), \
+            ProbabilityWriter(tmp_path / "p.tif", grid, ("mine",)) as w:
+        w.write(np.zeros((1, 300, 256), np.float32), np.ones((300, 256), bool), col=0)
+    assert not (tmp_path / "p.tif").exists()
+    assert STRIP % BLOCK == 0  # strips start on the probability files' blocks
+
+
 @pytest.mark.parametrize("overlap", [False, True])
 def test_a_read_error_reaches_the_caller(overlap) -> None:
     refl = np.full((6, 400, 64), 0.1, dtype=np.float32)
     read = array_reader(refl, refl, np.ones((400, 64), bool), {})
 
-    def failing(row0: int, row1: int) -> RowBand:
+    def failing(row0: int, row1: int, col0: int, col1: int) -> RowBand:
         if row0 > 200:
             raise InputError(Path("after.tif"), None, "its data cannot be read", "fetch it again")
-        return read(row0, row1)
+        return read(row0, row1, col0, col1)
 
     with pytest.raises(InputError, match="cannot be read"):
         Engine(SpectralBaseline(), SMALL, EngineOptions(overlap_stages=overlap)).run(failing, 400, 64,
