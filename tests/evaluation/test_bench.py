@@ -60,8 +60,8 @@ def test_torchgeo_loop_refuses_a_pair_smaller_than_a_chip(tmp_path: Path) -> Non
 
 
 def test_a_child_outgrowing_the_memory_cap_is_stopped_and_recorded(tmp_path: Path) -> None:
-    result = bench.run_child("model", rss_cap_mb=1, before=tmp_path / "b.tif", after=tmp_path / "a.tif", tiles=1,
-                             repeats=1)
+    result = bench.run_child("detect", rss_cap_mb=1, before=tmp_path / "b.tif", after=tmp_path / "a.tif",
+                             out=tmp_path / "out", tiles=1, repeats=1)
     assert result == {"stopped_at_mb": 1}
 
 
