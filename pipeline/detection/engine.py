@@ -41,7 +41,7 @@ _GPU_BATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 @dataclass
 class InferenceStats:
-    """Tiles run and tiles skipped for having no valid pixel, for the run table."""
+    """Tiles run (a seam's tiles once per strip) and tiles skipped for having no valid pixel, for the run table."""
 
     tiles: int = 0
     tiles_without_data: int = 0
