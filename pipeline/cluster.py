@@ -173,6 +173,12 @@ def _on_cluster(cells: list[Cell], job: CellJob, settings: ClusterConfig, worker
                 raise cls(*args)
             top_up()
             yield outcome
+    except (KeyboardInterrupt, GeneratorExit):
+        # the run stops early (Ctrl-C, an input error) and says why itself: the connections that break
+        # as the cluster is torn down under running tasks are logged by Dask with tracebacks, which
+        # would bury that message
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        raise
     finally:
         client.close()
         if cluster is not None:

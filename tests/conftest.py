@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,13 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 ORIGIN = Affine(10, 0, 500000, 0, -10, 5430000)
+
+
+def hears_ctrl_c() -> None:
+    """A child's `preexec_fn`: SIGINT back to its default, so the child's Python raises KeyboardInterrupt on
+    Ctrl-C even when the test run itself was started with SIGINT ignored (a shell's background job), which
+    every child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_s2(path: Path, reflectance: np.ndarray, when: str, crs: str = "EPSG:32650", transform: Affine = ORIGIN,

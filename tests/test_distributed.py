@@ -17,6 +17,7 @@ from distributed import LocalCluster
 
 from pipeline.config import load_config
 from pipeline.run import run
+from tests.conftest import hears_ctrl_c
 from tests.test_faults import LAYERS, _layers
 from tests.test_run import eoleads, write_tiny_region
 
@@ -116,7 +117,7 @@ def test_ctrl_c_cancels_the_tasks_stops_the_workers_and_the_same_command_resumes
                                                                                   tmp_path: Path) -> None:
     path = _tiny_region(tmp_path)
     job = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(path), "-q", "--workers", "2"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=hears_ctrl_c)
     while not list((tmp_path / "out" / "cells").glob("*/cell.json")) and job.poll() is None:
         time.sleep(0.01)
     workers = psutil.Process(job.pid).children(recursive=True)

@@ -23,7 +23,7 @@ from pyproj import Transformer
 from pipeline.config import load_config
 from pipeline.errors import InputError
 from pipeline.run import run
-from tests.conftest import write_s2
+from tests.conftest import hears_ctrl_c, write_s2
 from tests.outputs.test_runfolder import FolderHolder
 
 VEGETATION = np.array([0.04, 0.07, 0.06, 0.25, 0.20, 0.11])
@@ -143,7 +143,7 @@ def test_a_second_run_into_a_busy_folder_is_refused(tmp_path: Path) -> None:
 def test_ctrl_c_says_where_the_run_stopped_and_the_same_command_resumes(tmp_path: Path) -> None:
     path = write_tiny_region(tmp_path)
     job = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(path), "-q"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, preexec_fn=hears_ctrl_c)
     while not list((tmp_path / "out" / "cells").glob("*/cell.json")) and job.poll() is None:
         time.sleep(0.01)
     job.send_signal(signal.SIGINT)
