@@ -80,12 +80,13 @@ def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tupl
     rows = []
     pixel_area = resolution * resolution
     for ci, cat in enumerate(categories):
-        window = _around(labels == ci + 1)
+        ours = labels == ci + 1
+        window = _around(ours)
         if window is None:
             continue
         # the category's patches and the holes they close lie inside the window: the same
         # patches as in the whole band (see _around), found in a fraction of its pixels
-        mask, cat_labels, p = labels[window] == ci + 1, labels[window], probs[ci][window]
+        mask, cat_labels, p = ours[window].copy(), labels[window], probs[ci][window]
         cat_edge = None if open_edge is None else open_edge[window]
         cat_transform = transform @ Affine.translation(window[1].start, window[0].start)
         min_px = int(np.ceil(get_category(cat).min_area_m2 / pixel_area))
