@@ -41,13 +41,26 @@ def test_calibration_and_runs_give_the_same_decision() -> None:
         assert metrics[cat]["pixel_f1"] == round(again.pixel_f1, 3)
 
 
-def test_other_threshold_is_chosen_on_real_change_too() -> None:
+def _real() -> Judged:
     rng = np.random.default_rng(0)
     probs = np.zeros((len(CATEGORY_IDS), 100, 100), dtype=np.float32)
     change = np.zeros((100, 100), dtype=bool)
     change[20:40, 20:60] = True
     probs[OTHER] = np.where(change, 0.45, 0.25) + rng.uniform(-0.02, 0.02, (100, 100))
-    real = Judged(probs, change, np.ones((100, 100), dtype=bool), category_known=False)
-    thresholds, metrics = calibrate([real])
+    return Judged(probs, change, np.ones((100, 100), dtype=bool), category_known=False)
+
+
+def test_other_threshold_is_chosen_on_real_change_too() -> None:
+    thresholds, metrics = calibrate([_real()])
     assert 0.25 < thresholds[OTHER_ID] <= 0.45  # low enough to find the change, above the quiet ground
+    assert metrics["any_change"]["object_recall"] == 1.0
+
+
+def test_simulated_scenes_do_not_pick_the_other_threshold_when_real_change_is_there() -> None:
+    # the scene's false alarm (any change 0.75) alone would push `other` above 0.75, where the
+    # real pair's change (0.45) is lost
+    alone, _ = calibrate([_scene()])
+    assert alone[OTHER_ID] > 0.75
+    thresholds, metrics = calibrate([_scene(), _real()])
+    assert 0.25 < thresholds[OTHER_ID] <= 0.45
     assert metrics["any_change"]["object_recall"] == 1.0
