@@ -40,11 +40,9 @@ REAL_ARG = $(if $(REAL_PAIRS),--real-pairs $(REAL_PAIRS)) $(if $(LABELLED_PAIRS)
 
 # auto: the GPU when torch sees one (bf16 autocast, channels_last), else the CPU
 TRAIN_DEVICE ?= auto
-# A model card whose weights went through the recipe's earlier stages: only the last stage runs
-REFINE_FROM ?=
 
 train: venv
-	$(VENV)/bin/eoleads train --device $(TRAIN_DEVICE) $(REAL_ARG) $(if $(REFINE_FROM),--refine-from $(REFINE_FROM))
+	$(VENV)/bin/eoleads train --device $(TRAIN_DEVICE) $(REAL_ARG)
 
 compare-models: venv
 	$(PY) -m pipeline.evaluation.compare $(REAL_ARG)

@@ -196,8 +196,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         recipe = replace(recipe, seed=args.seed)
     real, labelled = _pair_folder(args.real_pairs), _pair_folder(args.labelled_pairs)
     card = train(recipe, Path(args.data), real, labelled, Path(args.out), progress=not args.quiet,
-                 workers=args.workers, device=args.device,
-                 refine_from=Path(args.refine_from) if args.refine_from else None)
+                 workers=args.workers, device=args.device)
     print(f"model written: {card} and {card.with_suffix('.safetensors')}")
     return 0
 
@@ -331,12 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labelled-pairs", help="folder of labelled real pairs (with change.tif) to learn real change "
                    "from, whole cities held out (optional)")
     p.add_argument("--out", default="weights", help="where to write weights and card (default: weights)")
-    p.add_argument("--steps", type=int, help="steps of the stages before refining (default: the recipe's)")
+    p.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     p.add_argument("--seed", type=int, help="seed (default: the recipe's)")
     p.add_argument("--workers", type=int, default=2, help="processes simulating scenes (default: 2)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (default: auto)")
-    p.add_argument("--refine-from", metavar="CARD", help="run only the last stage (refining on real change) from the "
-                   "weights of this model card, which must have been trained by this recipe's earlier stages")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
     return parser

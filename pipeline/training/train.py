@@ -25,7 +25,6 @@ from detectors.features import FEATURE_NAMES, SPECTRAL_CHANNELS, standardise
 from detectors.learned import WEIGHTS_DIR, SegmentationDetector, pick_device
 from detectors.model_card import Architecture, ModelCard, sha256_of
 from pipeline.atomic import atomic_path, write_text_atomic
-from pipeline.errors import InputError
 from pipeline.evaluation.calibration import calibrate, judge_pair, judge_scene
 from pipeline.simulator.real_texture import TextureBank
 from pipeline.sources.labelled import LabelledPair, load_labelled_pairs
@@ -62,30 +61,16 @@ class TrainingRecipe:
     validation_scenes: tuple[int, ...] = VALIDATION_SEEDS
     city_fold: str = SHIPPED_FOLD
     train_pairs: tuple[str, ...] = TRAIN_PAIRS
-    #: A last stage on real change: labelled cities and implants weigh more, with a fresh optimiser
-    #: and schedule at a lower rate, so the categories learned before stay where they are.
-    refine_steps: int = 1500
-    refine_mixture: Mixture = field(default_factory=lambda: Mixture(simulated=0.25, labelled=0.45, implanted=0.3))
-    refine_learning_rate: float = 1e-3
     checkpoint_every: int = 100
-    stop_after: int | None = None  # stop early (an interruption), the schedules still span their steps
+    stop_after: int | None = None  # stop early (an interruption), the schedule still spans `steps`
 
     def architecture(self) -> Architecture:
         return Architecture(arch=self.arch, encoder=self.encoder, encoder_depth=self.encoder_depth,
                             options=self.options, in_channels=len(FEATURE_NAMES), classes=1 + len(CLASSIFIED_IDS))
 
-    @property
-    def total_steps(self) -> int:
-        return self.steps + self.refine_steps
-
     def signature(self) -> str:
         """What a checkpoint must match to be resumed (everything but when to stop)."""
         return json.dumps({k: v for k, v in asdict(self).items() if k != "stop_after"}, sort_keys=True)
-
-    def base_signature(self) -> str:
-        """What weights must have been trained with to be refined by this recipe (its stages before refining)."""
-        refine = {"refine_steps", "refine_mixture", "refine_learning_rate", "stop_after", "checkpoint_every"}
-        return json.dumps({k: v for k, v in asdict(self).items() if k not in refine}, sort_keys=True)
 
 
 def normalisation(sampler: RealChangeSampler, chips: int = 96) -> dict[str, list[float]]:
@@ -150,15 +135,13 @@ def _partial_loss(logits, target, weights, partial_weight: float = 1.0):
 
 
 def train(recipe: TrainingRecipe, data: Path, real_pairs: Path | None = None, labelled_pairs: Path | None = None,
-          out: Path = WEIGHTS_DIR, progress: bool = True, workers: int = 2, device: str = "auto",
-          refine_from: Path | None = None) -> Path:
+          out: Path = WEIGHTS_DIR, progress: bool = True, workers: int = 2, device: str = "auto") -> Path:
     """Simulate (or reuse) the recipe's scenes, read the real pairs (never copied), fit, calibrate,
     and write `out/<name>.safetensors` and `out/<name>.json`; returns the card path.
 
     `real_pairs` holds unlabelled pairs (`<name>/before.tif, after.tif`) to implant into, of which
     the recipe's `train_pairs` are used; `labelled_pairs` holds labelled cities
     (`<name>/…, change.tif`), of which the recipe's fold trains and the rest stay unseen.
-    `refine_from` (a model card) skips the stages its weights already went through.
     """
     from tqdm import tqdm
 
@@ -171,30 +154,8 @@ def train(recipe: TrainingRecipe, data: Path, real_pairs: Path | None = None, la
     cities = list(load_labelled_pairs(labelled_pairs, city_names).values()) if labelled_pairs else []
     pair_names = tuple(n for n in recipe.train_pairs if real_pairs and (Path(real_pairs) / n).is_dir())
     backgrounds = load_unlabelled(real_pairs, pair_names) if real_pairs else []
-    base, weights = refinable(refine_from, recipe) if refine_from is not None else (None, None)
     return fit(recipe, scenes, validation, cities, backgrounds, Path(data) / f"{recipe.name}.checkpoint.safetensors",
-               Path(out), {"real_pairs": list(pair_names), "labelled_cities": list(city_names)}, progress, device,
-               base, weights)
-
-
-def refinable(card_path: Path, recipe: TrainingRecipe) -> tuple[ModelCard, dict]:
-    """A card and its weights that went through `recipe`'s stages before refining, or a clear error."""
-    from detectors.learned import load_network
-
-    card, net = load_network(Path(card_path))
-    trained = dict((card.training or {}).get("recipe") or {})
-    done = (card.training or {}).get("steps_done")
-    if not trained or done != recipe.steps or json.dumps(
-            {k: v for k, v in trained.items() if k in _BASE_FIELDS}, sort_keys=True) != recipe.base_signature():
-        raise InputError(Path(card_path), "training.recipe",
-                         f"these weights were not trained with this recipe's first {recipe.steps} steps "
-                         f"(they did {done} steps of recipe {trained.get('name')!r} with other settings)",
-                         "refine weights trained by this version's recipe, or train from the start without "
-                         "--refine-from")
-    return card, net.state_dict()
-
-
-_BASE_FIELDS = frozenset(json.loads(TrainingRecipe().base_signature()))
+               Path(out), {"real_pairs": list(pair_names), "labelled_cities": list(city_names)}, progress, device)
 
 
 def save_checkpoint(path: Path, tensors: dict, state: dict) -> None:
@@ -247,28 +208,13 @@ def _optimiser_state(tensors: dict, param_groups: list[dict]) -> dict:
     return {"state": state, "param_groups": param_groups}
 
 
-def _stage(net, recipe: TrainingRecipe, refining: bool):  # -> (optimiser, scheduler)
-    """A fresh AdamW and one-cycle schedule for the main stages or for the refining stage."""
-    import torch
-
-    lr, total = ((recipe.refine_learning_rate, recipe.refine_steps) if refining
-                 else (recipe.learning_rate, recipe.steps))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=recipe.weight_decay)
-    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.1)
-
-
 def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[SceneArrays], cities: list[LabelledPair],
         backgrounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]], checkpoint: Path, out: Path,
-        provenance: dict | None = None, progress: bool = True, device: str = "cpu",
-        refine_from: ModelCard | None = None, refine_weights: dict | None = None) -> Path:
+        provenance: dict | None = None, progress: bool = True, device: str = "cpu") -> Path:
     """The training loop, resumable from `checkpoint` (a .safetensors file); writes weights and card into `out`.
 
-    Three stages: simulated chips, the real-change mixture, then refining on real change with a
-    fresh optimiser (`refine_*`). Given `refine_from` (a card whose recipe matches this one's first
-    stages) and its weights, only the refining stage runs, from those weights and that card's
-    normalisation. Thresholds are calibrated on the validation scenes and the training cities
-    (never held-out ones). On CUDA the forward pass runs under bf16 autocast in channels_last; the
-    weights stay fp32.
+    Thresholds are calibrated on the validation scenes and the training cities (never held-out
+    ones). On CUDA the forward pass runs under bf16 autocast in channels_last; the weights stay fp32.
     """
     import torch
     from safetensors.torch import save_file
@@ -281,11 +227,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
     sampler = RealChangeSampler(ChipSampler(scenes, recipe.chip_size, rng) if scenes else None, cities, backgrounds,
                                 bank, recipe.chip_size, rng, recipe.mixture)
     first = sampler.simulated_only() if scenes else sampler
-    refine_rng = np.random.default_rng([recipe.seed, 3])
-    refiner = RealChangeSampler(ChipSampler(scenes, recipe.chip_size, refine_rng) if scenes else None, cities,
-                                backgrounds, bank, recipe.chip_size, refine_rng, recipe.refine_mixture)
-    stats = (refine_from.normalisation if refine_from is not None
-             else normalisation(sampler.with_rng(np.random.default_rng(recipe.seed + 1))))
+    stats = normalisation(sampler.with_rng(np.random.default_rng(recipe.seed + 1)))
     mean = np.asarray(stats["mean"], dtype=np.float32)
     std = np.asarray(stats["std"], dtype=np.float32)
 
@@ -294,25 +236,23 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
     net = recipe.architecture().build().to(device)
     if cuda:
         net = net.to(memory_format=torch.channels_last)
-    step, losses = 0, []
-    if refine_from is not None:
-        net.load_state_dict(refine_weights)
-        step = recipe.steps  # the losses of the earlier stages are the card's
-    opt, sched = _stage(net, recipe, step >= recipe.steps)
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.learning_rate, total_steps=recipe.steps,
+                                                pct_start=0.1)
     class_weights = torch.tensor([1.0] + [3.0] * len(CLASSIFIED_IDS), device=device)
+    step, losses = 0, []
     saved = read_checkpoint(checkpoint)
     if saved is not None:
         tensors, state = saved
-        if state["signature"] == recipe.signature() and state["stats"] == stats and state["step"] >= step:
+        if state["signature"] == recipe.signature() and state["stats"] == stats:
             net.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-            step, losses = state["step"], state["losses"]
-            opt, sched = _stage(net, recipe, step >= recipe.steps)
             opt.load_state_dict(_optimiser_state(tensors, state["optimizer_param_groups"]))
             sched.load_state_dict(state["scheduler"])
-            (refiner if step >= recipe.steps else sampler).rng.bit_generator.state = state["sampler_rng"]
+            step, losses = state["step"], state["losses"]
+            sampler.rng.bit_generator.state = state["sampler_rng"]
             torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         else:
-            log.warning("%s is of another recipe or other data; training starts from step %d", checkpoint, step)
+            log.warning("%s is of another recipe or other data; training starts from step 0", checkpoint)
 
     def save() -> None:
         save_checkpoint(checkpoint, {**{f"model.{k}": v for k, v in net.state_dict().items()},
@@ -320,17 +260,13 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
                         {"signature": recipe.signature(), "stats": stats,
                          "optimizer_param_groups": opt.state_dict()["param_groups"],
                          "scheduler": sched.state_dict(), "step": step, "losses": losses,
-                         "sampler_rng": (refiner if step >= recipe.steps else sampler).rng.bit_generator.state,
+                         "sampler_rng": sampler.rng.bit_generator.state,
                          "torch_rng": torch.get_rng_state().tolist()})
 
     net.train()
-    total = recipe.total_steps
-    bar = tqdm(total=total, initial=step, desc=f"training {recipe.name}", unit="step", disable=not progress)
-    while step < min(total, recipe.stop_after or total):
-        if step == recipe.steps and recipe.refine_steps:
-            opt, sched = _stage(net, recipe, refining=True)
-        source = first if step < recipe.simulated_only_steps else sampler if step < recipe.steps else refiner
-        x, y = source.batch(recipe.batch_size)
+    bar = tqdm(total=recipe.steps, initial=step, desc=f"training {recipe.name}", unit="step", disable=not progress)
+    while step < min(recipe.steps, recipe.stop_after or recipe.steps):
+        x, y = (first if step < recipe.simulated_only_steps else sampler).batch(recipe.batch_size)
         xt = torch.from_numpy(standardise(x, mean, std)).to(device)  # as the detector does at run time
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             logits = net(xt.contiguous(memory_format=torch.channels_last) if cuda else xt)
@@ -343,7 +279,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
         losses.append(round(loss.item(), 5))
         bar.update()
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-        if step % recipe.checkpoint_every == 0 or step in (recipe.steps, total):
+        if step % recipe.checkpoint_every == 0 or step == recipe.steps:
             save()
     bar.close()
     net.eval().cpu()
@@ -370,12 +306,8 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
         "thresholds": thresholds, "weights_sha256": sha256_of(weights),
         "training": {"recipe": asdict(recipe), "simulated_scenes": len(scenes), "validation_scenes": len(validation),
                      **(provenance or {}), "steps_done": step,
-                     "loss_median_per_100_steps": [
-                         *(refine_from.training["loss_median_per_100_steps"] if refine_from is not None else []),
-                         *(float(np.median(losses[i:i + 100])) for i in range(0, len(losses), 100))],
-                     **({"refined_from": {"weights_sha256": refine_from.weights_sha256,
-                                          "date": refine_from.training.get("date")}} if refine_from is not None
-                        else {}),
+                     "loss_median_per_100_steps": [float(np.median(losses[i:i + 100]))
+                                                   for i in range(0, len(losses), 100)],
                      "trained_on": f"{platform.machine()}, torch {torch.__version__}",
                      "date": datetime.now(UTC).date().isoformat()},
         "metrics": {"validation_objects": val_metrics},

@@ -40,8 +40,7 @@ def tiny_scene(rng: np.random.Generator, size: int = 96) -> SceneArrays:
                        distractors=np.zeros((size, size), bool))
 
 
-TINY = TrainingRecipe(name="tiny", steps=24, refine_steps=0, batch_size=4, chip_size=64, learning_rate=3e-3,
-                      checkpoint_every=6,
+TINY = TrainingRecipe(name="tiny", steps=24, batch_size=4, chip_size=64, learning_rate=3e-3, checkpoint_every=6,
                       train_scenes=(), validation_scenes=())
 
 
@@ -82,28 +81,6 @@ def test_loss_falls_between_first_and_last_steps(tmp_path: Path) -> None:
     _, state = read_checkpoint(tmp_path / "ckpt.safetensors")
     losses = state["losses"]
     assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
-
-
-@pytest.mark.slow
-def test_refining_runs_only_the_last_stage_from_weights_of_the_earlier_ones(tmp_path: Path) -> None:
-    from pipeline.errors import InputError
-    from pipeline.training.train import refinable
-
-    base_card = _fit(tmp_path / "base")
-    recipe = replace(TINY, refine_steps=6, refine_learning_rate=1e-3)
-    card, weights = refinable(base_card, recipe)
-    rng = np.random.default_rng(0)
-    scenes = [tiny_scene(rng) for _ in range(3)]
-    refined = ModelCard.read(fit(recipe, scenes, [tiny_scene(rng)], [], [], tmp_path / "r.safetensors",
-                                 tmp_path / "refined", progress=False, refine_from=card, refine_weights=weights))
-    assert refined.training["steps_done"] == TINY.steps + 6
-    assert refined.training["refined_from"]["weights_sha256"] == card.weights_sha256
-    assert refined.normalisation == card.normalisation  # the standardisation the weights were trained under
-    assert refined.weights_sha256 != card.weights_sha256
-    _, state = read_checkpoint(tmp_path / "r.safetensors")
-    assert len(state["losses"]) == 6  # the earlier stages did not run again
-    with pytest.raises(InputError, match=r"training\.recipe.*first 30 steps"):
-        refinable(base_card, replace(recipe, steps=30))
 
 
 def test_model_card_round_trips(tmp_path: Path) -> None:

@@ -69,8 +69,7 @@ def test_a_tiny_training_run_learns_a_real_texture_implant(tmp_path: Path) -> No
     veg = _textured(VEG, rng)
     valid = np.ones(veg.shape[1:], bool)
     bare = _textured(BARE, rng)
-    recipe = TrainingRecipe(name="tiny-real", steps=120, refine_steps=0, batch_size=6, chip_size=64,
-                            checkpoint_every=60,
+    recipe = TrainingRecipe(name="tiny-real", steps=120, batch_size=6, chip_size=64, checkpoint_every=60,
                             train_scenes=(), validation_scenes=(), train_pairs=("steppe",),
                             mixture=Mixture(simulated=0.0, labelled=0.0, implanted=1.0, texture_share=1.0))
     backgrounds = [(veg, veg, valid), (bare, bare, valid)]  # the bank finds bare soil in the second
