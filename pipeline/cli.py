@@ -201,6 +201,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from detectors.learned import resolve_card
+    from pipeline.training.train import recalibrate
+
+    card = recalibrate(resolve_card(args.model), Path(args.data), _pair_folder(args.labelled_pairs),
+                       progress=not args.quiet, workers=args.workers)
+    print(f"thresholds chosen again: {card}")
+    return 0
+
+
 def _pair_folder(text: str | None) -> Path | None:
     """A folder of pair folders given on the command line, checked before any work starts."""
     if not text:
@@ -336,6 +346,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (default: auto)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("calibrate", help="choose a trained model's thresholds again, weights untouched",
+                       description="Choose the thresholds of a trained model again under this eoleads' decision "
+                                   "rule, on the validation scenes and training cities its card names, and rewrite "
+                                   "them into the card. For a change of the rule, where retraining would change "
+                                   "nothing else.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"a model name or a model card (default: {DEFAULT_MODEL})")
+    p.add_argument("--data", default="build/training", help="cache of scenes (default: build/training)")
+    p.add_argument("--labelled-pairs", help="folder of the labelled real pairs the card's training cities are in")
+    p.add_argument("--workers", type=int, default=2, help="processes simulating scenes (default: 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_calibrate)
     return parser
 
 

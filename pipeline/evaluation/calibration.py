@@ -110,3 +110,14 @@ def calibrate(items: Sequence[Judged]) -> tuple[dict[str, float], dict[str, dict
     metrics = {cat: category_counts(items, thresholds, cat).summary() for cat in CLASSIFIED_IDS}
     metrics["any_change"] = change_counts(items, thresholds).summary()
     return thresholds, metrics
+
+
+def calibrate_detector(detector: Detector, validation: Sequence[SceneArrays], cities: Sequence[LabelledPair],
+                       progress: bool = True) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """`calibrate` on a detector's probabilities of the validation scenes and the training cities."""
+    from tqdm import tqdm
+
+    judged = [judge_scene(detector, s) for s in tqdm(validation, desc="calibrating", disable=not progress)]
+    judged += [judge_pair(detector, c) for c in cities]
+    return calibrate(judged)
+

@@ -25,7 +25,8 @@ from detectors.features import FEATURE_NAMES, SPECTRAL_CHANNELS, standardise
 from detectors.learned import WEIGHTS_DIR, SegmentationDetector, pick_device
 from detectors.model_card import Architecture, ModelCard, sha256_of
 from pipeline.atomic import atomic_path, write_text_atomic
-from pipeline.evaluation.calibration import calibrate, judge_pair, judge_scene
+from pipeline.errors import InputError
+from pipeline.evaluation.calibration import calibrate_detector
 from pipeline.simulator.real_texture import TextureBank
 from pipeline.sources.labelled import LabelledPair, load_labelled_pairs
 from pipeline.training.chips import ChipSampler
@@ -156,6 +157,35 @@ def train(recipe: TrainingRecipe, data: Path, real_pairs: Path | None = None, la
     backgrounds = load_unlabelled(real_pairs, pair_names) if real_pairs else []
     return fit(recipe, scenes, validation, cities, backgrounds, Path(data) / f"{recipe.name}.checkpoint.safetensors",
                Path(out), {"real_pairs": list(pair_names), "labelled_cities": list(city_names)}, progress, device)
+
+
+def recalibrate(card_path: Path, data: Path, labelled_pairs: Path | None = None, progress: bool = True,
+                workers: int = 2) -> Path:
+    """Choose a trained model's thresholds again on the validation scenes (from `data`, simulated
+    where missing) and the training cities its card names; see `rewrite_thresholds`."""
+    card = ModelCard.read(card_path)
+    seeds = tuple(card.training.get("recipe", {}).get("validation_scenes", VALIDATION_SEEDS))
+    names = tuple(card.training.get("labelled_cities", ()))
+    if names and labelled_pairs is None:
+        raise InputError(card_path, "training.labelled_cities", f"the thresholds were chosen on {', '.join(names)}",
+                         "name the folder of labelled pairs with --labelled-pairs")
+    validation = [SceneArrays.load(p) for p in make_scenes(Path(data) / "scenes", seeds, workers)]
+    cities = list(load_labelled_pairs(labelled_pairs, names).values()) if names else []
+    return rewrite_thresholds(card_path, validation, cities, progress)
+
+
+def rewrite_thresholds(card_path: Path, validation: list[SceneArrays], cities: list[LabelledPair],
+                       progress: bool = True) -> Path:
+    """The thresholds `fit` would choose for the card's weights under this eoleads' decision rule,
+    and their validation scores, written into the card; the weights are untouched. For a change
+    of the rule, where retraining would change nothing else."""
+    card = ModelCard.read(card_path)
+    detector = SegmentationDetector.load(card_path, device="cpu")
+    thresholds, val_metrics = calibrate_detector(detector, validation, cities, progress)
+    card = card.model_copy(update={"thresholds": thresholds,
+                                   "metrics": {**card.metrics, "validation_objects": val_metrics}})
+    write_text_atomic(card_path, card.to_json())
+    return card_path
 
 
 def save_checkpoint(path: Path, tensors: dict, state: dict) -> None:
@@ -294,9 +324,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
         thresholds=dict.fromkeys(CLASSIFIED_IDS, 0.5), weights_file=f"{recipe.name}.safetensors", weights_sha256="",
     )
     detector = SegmentationDetector(card, net, "cpu")
-    judged = [judge_scene(detector, s) for s in tqdm(validation, desc="calibrating", disable=not progress)]
-    judged += [judge_pair(detector, c) for c in cities]
-    thresholds, val_metrics = calibrate(judged)
+    thresholds, val_metrics = calibrate_detector(detector, validation, cities, progress)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / card.weights_file
     with atomic_path(weights) as tmp:

@@ -256,3 +256,19 @@ def test_a_version_1_card_is_upgraded_and_a_newer_one_refused(tmp_path: Path) ->
     (tmp_path / "v9.json").write_text(json.dumps({**card, "card_version": 9}), encoding="utf-8")
     with pytest.raises(ModelError, match="card_version"):
         ModelCard.read(tmp_path / "v9.json")
+
+
+def test_thresholds_chosen_again_are_those_training_chose(tmp_path: Path) -> None:
+    from pipeline.training.train import rewrite_thresholds
+
+    card_path = _fit(tmp_path)
+    chosen = ModelCard.read(card_path)
+    spoilt = chosen.model_copy(update={"thresholds": dict.fromkeys(chosen.thresholds, 0.99)})
+    card_path.write_text(spoilt.to_json(), encoding="utf-8")
+    rng = np.random.default_rng(0)  # the scenes `_fit` drew: three to train on, then the validation scene
+    validation = [tiny_scene(rng) for _ in range(4)][3:]
+    rewrite_thresholds(card_path, validation, [], progress=False)
+    again = ModelCard.read(card_path)
+    assert again.thresholds == chosen.thresholds
+    assert again.metrics["validation_objects"] == chosen.metrics["validation_objects"]
+    assert again.weights_sha256 == chosen.weights_sha256
