@@ -120,4 +120,3 @@ def calibrate_detector(detector: Detector, validation: Sequence[SceneArrays], ci
     judged = [judge_scene(detector, s) for s in tqdm(validation, desc="calibrating", disable=not progress)]
     judged += [judge_pair(detector, c) for c in cities]
     return calibrate(judged)
-
