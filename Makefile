@@ -20,7 +20,7 @@ demo: venv
 	$(VENV)/bin/eoleads demo --out runs/demo
 
 lint: venv
-	$(VENV)/bin/ruff check pipeline detectors tests
+	$(VENV)/bin/ruff check pipeline detectors tests notebooks
 
 test: lint
 	$(PY) -m pytest -q
