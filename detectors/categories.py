@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -81,6 +82,10 @@ class Category:
     @property
     def label(self) -> str:
         return f"{self.name_en} ({self.name_zh})"
+
+    def unit_px(self, pixel_m: float) -> int:
+        """The mapping unit in pixels of `pixel_m` metres."""
+        return math.ceil(self.min_area_m2 / (pixel_m * pixel_m))
 
 
 #: The eight categories a detector tells apart (and the simulator plants), in model-output order.

@@ -121,8 +121,7 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
     probs = probs[(slice(None), *core)]
     with timer("vectorize"):
         thresholds = {**detector.thresholds, **config.detection.thresholds}
-        labels = decide(probs, detector.categories, thresholds)
-        labels[~(in_aoi & valid)] = 0
+        labels = decide(probs, detector.categories, thresholds, seen=in_aoi & valid, pixel_m=cell.resolution)
         dates = tuple(",".join(d.isoformat() for d in c.dates) for c in (scene.before, scene.after))
         polys = polygons_from_labels(labels, probs, detector.categories, cell.transform(), cell.crs, cell.id,
                                      cell.resolution, dates, outside=~in_aoi)

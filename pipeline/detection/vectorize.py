@@ -78,7 +78,6 @@ def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tupl
         raise ValueError(f"{crs} is not in metres: mapping units are areas in metres, detect on a metric grid")
     open_edge = None if outside is None else ndimage.binary_dilation(outside, structure=_EIGHT) & ~outside
     rows = []
-    pixel_area = resolution * resolution
     for ci, cat in enumerate(categories):
         ours = labels == ci + 1
         window = _around(ours)
@@ -89,7 +88,7 @@ def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tupl
         mask, cat_labels, p = ours[window].copy(), labels[window], probs[ci][window]
         cat_edge = None if open_edge is None else open_edge[window]
         cat_transform = transform @ Affine.translation(window[1].start, window[0].start)
-        min_px = int(np.ceil(get_category(cat).min_area_m2 / pixel_area))
+        min_px = get_category(cat).unit_px(resolution)
         holes, n_holes = ndimage.label(~mask)
         hole_size = np.bincount(holes.ravel(), minlength=n_holes + 1)
         small_hole = (hole_size < min_px) & ~_touches_border(holes, n_holes)
@@ -127,7 +126,7 @@ ZONE_SEAM_TOLERANCE_M = 15.0
 
 
 def _components(edge: gpd.GeoDataFrame) -> np.ndarray:
-    """Connected groups of edge patches of one category: touching within a zone, near across zones."""
+    """Connected groups of edge patches: touching within a zone, near across zones."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -146,26 +145,30 @@ def merge_across_cells(parts: list[gpd.GeoDataFrame], resolution: float) -> gpd.
     """Join patches that were split by cell edges, then drop what is still below the mapping unit.
 
     Patches are joined where they touch (neighbouring cells of one zone share exact edges, and
-    keep them in the equal-area CRS) or lie within ZONE_SEAM_TOLERANCE_M across a zone boundary.
-    The mapping unit is held in pixels of `resolution` metres, as inside each cell; reported
-    areas are computed in the equal-area CRS.
+    keep them in the equal-area CRS) or lie within ZONE_SEAM_TOLERANCE_M across a zone boundary,
+    whatever category each side gave its part: one change is one polygon with one category, as
+    inside a cell (`pipeline.detection.decision`), and it takes the category whose parts hold the
+    most pixels. The mapping unit is held in pixels of `resolution` metres, as inside each cell;
+    reported areas are computed in the equal-area CRS.
     """
     frames = [p.to_crs(EQUAL_AREA_CRS) for p in parts if not p.empty]
     if not frames:
         return gpd.GeoDataFrame(columns=[*COLUMNS, "area_m2", "geometry"], geometry="geometry", crs=EQUAL_AREA_CRS)
     gdf = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=EQUAL_AREA_CRS)
     merged = [gdf[~gdf.touches_edge]]
-    for cat, edge in gdf[gdf.touches_edge].groupby("category"):
-        edge = edge.reset_index(drop=True)
-        group = pd.Series(_components(edge), index=edge.index)
+    edge = gdf[gdf.touches_edge].reset_index(drop=True)
+    if not edge.empty:
+        group = pd.Series(_components(edge), index=edge.index, name="change")
         w = edge.n_px.astype(float)
+        by_category = edge.groupby([group, edge.category]).n_px.sum().reset_index(name="px")
+        winner = by_category.sort_values(["px", "category"], ascending=[False, True]).drop_duplicates("change")
         out = gpd.GeoDataFrame({
+            "category": winner.set_index("change").category,
             "p_mean": (edge.p_mean * w).groupby(group).sum() / w.groupby(group).sum(),
             "p_max": edge.p_max.groupby(group).max(),
             "n_px": edge.n_px.groupby(group).sum(),
             **{col: edge[col].groupby(group).agg(_join_unique) for col in ("cell_id", "before_dates", "after_dates")},
         }, geometry=edge.geometry.groupby(group).agg(lambda g: shapely.union_all(g.values)), crs=EQUAL_AREA_CRS)
-        out["category"] = cat
         out["touches_edge"] = True
         merged.append(out)
     result = gpd.GeoDataFrame(pd.concat(merged, ignore_index=True), crs=EQUAL_AREA_CRS)

@@ -106,6 +106,6 @@ def torchgeo_loop(before: Path, after: Path, detector: Detector | str, chip: int
             valid[r0:r1, c0:c1] = s[inside]
     np.divide(acc, weight, out=acc, where=weight > 0)
     acc *= valid
-    labels = decide(acc, detector.categories, detector.thresholds)
+    labels = decide(acc, detector.categories, detector.thresholds, valid, res)
     polys = polygons_from_labels(labels, acc, detector.categories, grid.transform, grid.crs, "pair", res)
     return LoopResult(acc, valid, merge_across_cells([polys], res), grid)

@@ -90,8 +90,8 @@ def detect_polygons(before: Path, after: Path, detector, zones=None, tiling: Til
     pair = read_pair(before, after, wanted=detector.bands)
     masks = zones.masks(pair.grid) if zones else {}
     probs = predict_arrays(pair.before, pair.after, pair.valid, masks, detector, tiling)
-    labels = decide(probs, detector.categories, detector.thresholds)
     resolution = abs(pair.grid.transform.a)
+    labels = decide(probs, detector.categories, detector.thresholds, pair.valid, resolution)
     polys = polygons_from_labels(labels, probs, detector.categories, pair.grid.transform, pair.grid.crs, "pair",
                                  resolution)
     return probs, merge_across_cells([polys], resolution).to_crs(pair.grid.crs)

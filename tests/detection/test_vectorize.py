@@ -119,3 +119,19 @@ def test_a_grid_in_degrees_is_refused():
     probs = np.full((len(CATS), 100, 100), 0.8, dtype=np.float32)
     with pytest.raises(ValueError, match="not in metres"):
         polygons_from_labels(labels, probs, CATS, Affine(1e-4, 0, 117, 0, -1e-4, 49), "EPSG:4326", "c", 1e-4)
+
+
+def test_a_change_split_by_a_cell_edge_takes_one_category():
+    # one side read the change as temporary land (240 px), the other as `other` (120 px): one polygon,
+    # named by the category whose parts hold the most pixels
+    res, x0, y0 = 10.0, 500000.0, 5430000.0
+    probs = np.full((len(CATS), 100, 100), 0.8, dtype=np.float32)
+    left = np.zeros((100, 100), dtype=np.uint8)
+    left[20:60, 94:100] = CATS.index("temporary_land") + 1
+    right = np.zeros((100, 100), dtype=np.uint8)
+    right[20:60, 0:3] = CATS.index("other") + 1
+    a = polygons_from_labels(left, probs, CATS, Affine(res, 0, x0, 0, -res, y0), "EPSG:32650", "a", res)
+    b = polygons_from_labels(right, probs, CATS, Affine(res, 0, x0 + 1000, 0, -res, y0), "EPSG:32650", "b", res)
+    merged = merge_across_cells([a, b], res)
+    assert merged.category.tolist() == ["temporary_land"]
+    assert merged.n_px.tolist() == [360]

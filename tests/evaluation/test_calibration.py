@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.categories import CATEGORY_IDS, OTHER_ID
+from detectors.categories import CATEGORY_IDS, OTHER_ID, get_category
 from pipeline.detection.decision import decide
-from pipeline.evaluation.calibration import Judged, calibrate, unit_px
+from pipeline.evaluation.calibration import Judged, calibrate
 from pipeline.evaluation.objects import count
 
 TL, FO = CATEGORY_IDS.index("temporary_land"), CATEGORY_IDS.index("forest")
@@ -36,7 +36,7 @@ def test_calibration_and_runs_give_the_same_decision() -> None:
     assert (labels[10:50, 10:50] == FO + 1).all() and (labels[70:110, 70:110] == 0).all()
     for cat in ("forest", "temporary_land"):
         k = CATEGORY_IDS.index(cat) + 1
-        again = count(labels == k, scene.labels == k, unit_px(cat), valid=scene.valid)
+        again = count(labels == k, scene.labels == k, get_category(cat).unit_px(10.0), valid=scene.valid)
         assert metrics[cat]["field_f1"] == round(again.field_f1, 3)
         assert metrics[cat]["pixel_f1"] == round(again.pixel_f1, 3)
 
