@@ -38,6 +38,7 @@ from pipeline.outputs.mosaic import style_sidecar, write_probability_mosaics
 from pipeline.outputs.runfolder import DamagedCell, RunFolder, RunInterrupted, versions
 from pipeline.profiling import StageTimer, max_rss_mb
 from pipeline.sources import ImagerySource, read_scene
+from pipeline.sources.remembered import RememberedComposites
 from pipeline.sources.scene import ReadGrid, Scene
 
 log = logging.getLogger(__name__)
@@ -210,10 +211,11 @@ def _run(folder: RunFolder, config: RunConfig, config_path: Path | None, progres
         detections = merge_across_cells(parts, config.grid.resolution_m)
     with timer("leads"):
         leads, detections = make_leads(detections, permits.table, config.windows, detector.name, zones.land_classes)
+    chips = RememberedComposites(source)  # confidence, evidence and dossier read the same chip of a lead
     with timer("confidence"):
         thresholds = {**detector.thresholds, **config.detection.thresholds}
         other = thresholds[OTHER_ID] if OTHER_ID in config.categories else None  # else its band is all zeros
-        leads, confidence_notes = assess_confidence(leads, source, config.windows, mosaics, other,
+        leads, confidence_notes = assess_confidence(leads, chips, config.windows, mosaics, other,
                                                     config.grid.resolution_m, progress)
         leads = prioritise(leads, reference)  # the register and the dossier keep this order
     with timer("leads"):
@@ -243,7 +245,7 @@ def _run(folder: RunFolder, config: RunConfig, config_path: Path | None, progres
     with timer("evidence"):  # redone on every run; pictures of leads this run has not are removed at its end
         if config.evidence:
             folder.claim([*(evidence_path(i) for i in leads.lead_id), "leads_map.png"])
-            leads["evidence"] = write_evidence(leads, source, config.windows, config.output,
+            leads["evidence"] = write_evidence(leads, chips, config.windows, config.output,
                                                config.grid.resolution_m, progress)
             outputs += [p for p in leads.evidence if p]
             if len(leads):
@@ -253,7 +255,7 @@ def _run(folder: RunFolder, config: RunConfig, config_path: Path | None, progres
         if config.report:
             folder.claim(dossier_paths(leads.lead_id))
             facts = RunFacts(config.name, config.windows, _detector_version(weights), notes)
-            outputs += write_dossier(config.output, leads, permits.table, aoi.features, source, facts,
+            outputs += write_dossier(config.output, leads, permits.table, aoi.features, chips, facts,
                                      config.grid.resolution_m, progress)
     outputs += ["leads.gpkg", "summary.json"]
     folder.claim(outputs)

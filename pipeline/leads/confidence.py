@@ -147,7 +147,8 @@ def assess_confidence(leads: gpd.GeoDataFrame, source: ImagerySource, windows: W
     notes = []
     reader = source if isinstance(source, AcquisitionReader) else None
     if reader is None:
-        notes.append(f"WARNING: the {type(source).__name__} source hands out no single acquisitions: the "
+        named = getattr(source, "inner", source)  # the source itself, not the composites kept of it
+        notes.append(f"WARNING: the {type(named).__name__} source hands out no single acquisitions: the "
                      f"acquisitions confirming each lead were not counted ({NOT_COUNTED}); confidence rests on "
                      "probability and any-change agreement, and reaches 中 at most")
     counts = [Confirmations(NOT_COUNTED, NOT_COUNTED)] * len(leads)

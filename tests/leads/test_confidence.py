@@ -16,7 +16,9 @@ from pipeline.leads.confidence import (
     confidence_score,
     count_confirmations,
 )
+from pipeline.leads.evidence import write_evidence
 from pipeline.sources.local import LocalGeoTiffSource
+from pipeline.sources.remembered import BUDGET_BYTES, RememberedComposites
 from pipeline.sources.scene import ReadGrid
 from tests.conftest import ORIGIN, write_s2
 
@@ -133,3 +135,45 @@ def test_tiles_of_one_date_count_as_one_acquisition():
 def test_levels_read_off_the_score(p_mean, confirmations, agrees, level):
     score = confidence_score(np.array([p_mean]), np.array([confirmations]), np.array([agrees]))
     assert confidence_level(score)[0] == level
+
+
+class CountingSource(LocalGeoTiffSource):
+    """The local source, counting the composites it makes."""
+
+    composites = 0
+
+    def composite(self, grid, window):
+        self.composites += 1
+        return super().composite(grid, window)
+
+
+@pytest.mark.parametrize("budget, reads", [(BUDGET_BYTES, 2), (0, 4)])
+def test_a_leads_chip_is_read_once_for_its_confidence_and_its_evidence(source, tmp_path, budget, reads):
+    counting = CountingSource([str(tmp_path / "S2_*.tif")])  # the files the `source` fixture wrote
+    chips = RememberedComposites(counting, budget)
+    lead = _leads().assign(category="temporary_land", reason="no permit", area_ha=4.0, area_mu=60.0)
+    leads, notes = assess_confidence(lead, chips, WINDOWS, [], 0.5, progress=False)
+    assert write_evidence(leads, chips, WINDOWS, tmp_path, progress=False) == ["evidence/TL-2025-a.png"]
+    assert counting.composites == reads  # before and after, once; twice each where nothing may be kept
+    assert leads.confirmations.iloc[0] == 3 and notes == []
+    assert (chips.kept_bytes > 0) == (budget > 0)
+
+
+def test_kept_composites_are_handed_out_read_only(source):
+    chips = RememberedComposites(source)
+    grid = ReadGrid("EPSG:32650", ORIGIN, SIZE, SIZE)
+    first = chips.composite(grid, WINDOWS.monitoring)
+    assert chips.composite(grid, WINDOWS.monitoring) is first
+    with pytest.raises(ValueError, match="read-only"):
+        first.reflectance[0, 0, 0] = 1.0
+
+
+def test_remembering_composites_keeps_the_sources_own_name_in_notes(source):
+    class CompositesOnly:
+        bands = source.bands
+
+        def composite(self, grid, window):
+            return source.composite(grid, window)
+
+    _, notes = assess_confidence(_leads(), RememberedComposites(CompositesOnly()), WINDOWS, [], None, progress=False)
+    assert any(n.startswith("WARNING: the CompositesOnly source") for n in notes)
