@@ -50,11 +50,13 @@ def one_category_per_change(labels: np.ndarray, categories: tuple[str, ...], pix
     where `other` is not reported (switched off, so none of its pixels appear) it is not made up
     here, and each piece is held to its own unit as before.
     """
-    comp, n = ndimage.label(labels > 0, structure=_EIGHT)
+    changed = labels > 0
+    comp, n = ndimage.label(changed, structure=_EIGHT)
     if not n:
         return labels
+    part, value = comp[changed], labels[changed]  # the changed pixels alone: a few per cent of a band
     k = len(categories) + 1
-    votes = np.bincount(comp.ravel().astype(np.int64) * k + labels.ravel(), minlength=(n + 1) * k).reshape(n + 1, k)
+    votes = np.bincount(part.astype(np.int64) * k + value, minlength=(n + 1) * k).reshape(n + 1, k)
     other = categories.index(OTHER_ID) + 1 if OTHER_ID in categories else None
     classified = votes.copy()
     classified[:, 0] = 0
@@ -64,12 +66,13 @@ def one_category_per_change(labels: np.ndarray, categories: tuple[str, ...], pix
     won = classified[np.arange(n + 1), winner]
     unit = np.array([0, *(get_category(c).unit_px(pixel_m) for c in categories)])
     named = (won > 0) & (won >= unit[winner]) & (won >= CLASSIFIED_SHARE * votes[:, 1:].sum(axis=1))
-    has_other = votes[:, other] > 0 if other is not None else np.zeros(n + 1, dtype=bool)
-    new = np.where(named, winner, np.where(has_other, other or 0, -1))
-    new[0] = 0
-    grouped = new[comp]
-    return np.where(grouped >= 0, grouped, labels).astype(np.uint8)
-
+    new = np.where(named, winner, -1)  # -1: the change keeps its pixels' own labels
+    if other is not None:
+        new = np.where(~named & (votes[:, other] > 0), other, new)
+    grouped = new[part]
+    out = labels.copy()
+    out[changed] = np.where(grouped >= 0, grouped, value)
+    return out
 
 def decide(probs: np.ndarray, categories: tuple[str, ...], thresholds: dict[str, float],
            seen: np.ndarray | None = None, pixel_m: float = 10.0) -> np.ndarray:
