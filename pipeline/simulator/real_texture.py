@@ -25,7 +25,7 @@ from pipeline.simulator.fields import SHAPES
 from pipeline.simulator.landscape import SimulationGrid
 from pipeline.simulator.render import coverage, surface_spectrum, toa_reflectance
 from pipeline.sources.labelled import LabelledPair
-from pipeline.training.targets import CHANGED_ANY, IGNORE
+from pipeline.training.targets import CHANGED_ANY
 
 SURFACES: tuple[str, ...] = ("bare_soil", "construction", "road", "water", "dark_soil", "coal", "bright_rock")
 #: The category a pasted surface is labelled with when no zone is given; None = CHANGED_ANY (a change,
@@ -42,8 +42,6 @@ SURFACE_ZONED: dict[str, tuple[str, ...]] = {"water": ("black_soil",), "dark_soi
 #: Whose real texture a surface borrows when it is not selected by index itself.
 TEXTURE_SOURCE = {"road": "bare_soil", "coal": "dark_soil", "bright_rock": "bare_soil", "construction": "bare_soil"}
 _RES = 10.0
-#: Coverage above which a pixel is part of an implant (forbidden to others, harmonised against its ring).
-MIXED_RIM = 0.05
 
 
 def surface_masks(img: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
@@ -154,15 +152,12 @@ def _shape_alpha(surface: str, h: int, w: int, area_px: float, rng: np.random.Ge
 
 def paste_surface(after: np.ndarray, labels: np.ndarray, zones: np.ndarray, surfaces: np.ndarray, surface: str,
                   bank: TextureBank, rng: np.random.Generator, area_px: float, forbidden: np.ndarray,
-                  min_contrast: float = 0.04, tries: int = 6, ignore_rim: bool = False) -> bool:
+                  min_contrast: float = 0.04, tries: int = 6) -> bool:
     """Paste one real-texture surface into `after` in place, labelling it; False if no place showed contrast.
 
     The patch is feathered at its edges and lightly harmonised to the ring around it (its mean and
     spread move 0–25 % towards the ring's), so the model cannot rely on a seam or on the source
     scene's calibration; a place where the patch barely differs from what is there is refused.
-    With `ignore_rim` (training), the mixed rim outside the core (coverage between MIXED_RIM and
-    0.5) is labelled IGNORE: it is visibly changed, and calling it "no change" taught the model to
-    shrink thin changes such as roads until nothing was left.
     """
     _, H, W = after.shape
     for _ in range(tries):
@@ -184,10 +179,10 @@ def paste_surface(after: np.ndarray, labels: np.ndarray, zones: np.ndarray, surf
         r0, c0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
         sl = (slice(r0, r0 + h), slice(c0, c0 + w))
         core = alpha >= 0.5
-        if core.sum() < 5 or (forbidden[sl] & (alpha > MIXED_RIM)).any():
+        if core.sum() < 5 or (forbidden[sl] & (alpha > 0.05)).any():
             continue
         target = after[(slice(None), *sl)]
-        ring = ndimage.binary_dilation(alpha > MIXED_RIM, iterations=3) & (alpha <= MIXED_RIM)
+        ring = ndimage.binary_dilation(alpha > 0.05, iterations=3) & (alpha <= 0.05)
         a = float(rng.uniform(0.0, 0.25))
         m_p, s_p = patch[:, core].mean(axis=1), patch[:, core].std(axis=1) + 1e-4
         if ring.any():
@@ -204,14 +199,12 @@ def paste_surface(after: np.ndarray, labels: np.ndarray, zones: np.ndarray, surf
         if zoned and rng.random() < 0.5:  # the zone is supplied: the change gets its zoned category
             cat = str(rng.choice(zoned))
             j = CONTEXT_ZONES.index(get_category(cat).zone)
-            region = ndimage.binary_dilation(alpha > MIXED_RIM, iterations=int(rng.integers(5, 30)))
+            region = ndimage.binary_dilation(alpha > 0.05, iterations=int(rng.integers(5, 30)))
             zsl = zones[j][sl]
             zones[j][sl] = np.where(region, 1.0, np.where(zsl == UNKNOWN_ZONE, 0.0, zsl))
         labels[sl][core] = CHANGED_ANY if cat is None else CLASSIFIED_IDS.index(cat) + 1
-        if ignore_rim:
-            labels[sl][(alpha > MIXED_RIM) & ~core & (labels[sl] == 0)] = IGNORE
         surfaces[sl][core] = SURFACES.index(surface) + 1
-        forbidden[sl] |= ndimage.binary_dilation(alpha > MIXED_RIM, iterations=3)
+        forbidden[sl] |= ndimage.binary_dilation(alpha > 0.05, iterations=3)
         return True
     return False
 
@@ -219,10 +212,9 @@ def paste_surface(after: np.ndarray, labels: np.ndarray, zones: np.ndarray, surf
 def texture_implants(after: np.ndarray, bank: TextureBank, rng: np.random.Generator, count: int,
                      labels: np.ndarray | None = None, zones: np.ndarray | None = None,
                      forbidden: np.ndarray | None = None, surfaces: tuple[str, ...] = SURFACES,
-                     area_ha: tuple[float, float] = (0.3, 3.0), ignore_rim: bool = True
+                     area_ha: tuple[float, float] = (0.3, 3.0)
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`count` real-texture implants for training (their mixed rim IGNORE unless `ignore_rim` is
-    False); returns after, labels, zones and the surface index map (0 = none)."""
+    """`count` real-texture implants; returns after, labels, zones and the surface index map (0 = none)."""
     _, h, w = after.shape
     out = after.copy()
     labels = np.zeros((h, w), np.uint8) if labels is None else labels.copy()
@@ -232,6 +224,5 @@ def texture_implants(after: np.ndarray, bank: TextureBank, rng: np.random.Genera
     surfaces = tuple(s for s in surfaces if bank.has(s))
     for _ in range(count if surfaces else 0):
         s = str(rng.choice(surfaces))
-        paste_surface(out, labels, zones, surf, s, bank, rng, rng.uniform(*area_ha) * 100, forbidden,
-                      ignore_rim=ignore_rim)
+        paste_surface(out, labels, zones, surf, s, bank, rng, rng.uniform(*area_ha) * 100, forbidden)
     return out, labels, zones, surf

@@ -39,30 +39,6 @@ def test_no_change_perturbation_stays_small_and_implants_are_labelled() -> None:
     assert ok and labels.any() and set(np.unique(surf)) == {0, SURFACES.index("bare_soil") + 1}
 
 
-def test_a_training_implant_ignores_its_mixed_rim_and_an_evaluation_implant_does_not() -> None:
-    from scipy import ndimage
-
-    rng = np.random.default_rng(3)
-    before = _textured(VEG, rng, 96)
-    bank = TextureBank.build([(_textured(BARE, rng), np.ones((128, 128), bool))], [], rng)
-    pasted = {}
-    for ignore_rim in (False, True):
-        after, labels = before.copy(), np.zeros((96, 96), np.uint8)
-        zones, surf = np.full((7, 96, 96), 0.5, np.float32), np.zeros((96, 96), np.uint8)
-        assert paste_surface(after, labels, zones, surf, "road", bank, np.random.default_rng(7), 120.0,
-                             np.zeros((96, 96), bool), ignore_rim=ignore_rim)
-        pasted[ignore_rim] = after, labels
-    (after_eval, eval_labels), (after_train, train_labels) = pasted[False], pasted[True]
-    assert np.array_equal(after_eval, after_train)  # the same road, labelled two ways
-    assert IGNORE not in eval_labels
-    rim = train_labels == IGNORE
-    assert rim.sum() >= 0.2 * (eval_labels > 0).sum() > 0  # a road's rim is a large part of it
-    assert np.array_equal(train_labels[~rim], eval_labels[~rim]) and not eval_labels[rim].any()
-    core = (eval_labels > 0) & (eval_labels != IGNORE)
-    assert not (rim & ~ndimage.binary_dilation(core, iterations=3)).any()  # only beside the road
-    assert (np.abs(after_train - before).max(axis=0)[rim] > 0).all()  # the rim was painted on
-
-
 def test_partial_loss_is_binary_on_p_change_and_ignores() -> None:
     torch = pytest.importorskip("torch")
     from pipeline.training.train import _loss
