@@ -40,6 +40,7 @@ from pipeline.config import RunConfig
 from pipeline.detection.vectorize import EQUAL_AREA_CRS
 from pipeline.errors import InputError
 from pipeline.outputs.qgis_style import layer_styles, value_map_style_qml
+from pipeline.outputs.workbook import write_workbook
 
 NEW, PERSISTING, HANDED_OUT, REVIEWED = "新增", "持续", "已下发", "已核查"
 STATUSES = (NEW, PERSISTING, HANDED_OUT, REVIEWED)
@@ -438,6 +439,5 @@ def export_register(path: Path, out: Path) -> Path:
     if suffix == ".csv":
         write_text_atomic(out, "\ufeff" + table.to_csv(index=False))
     else:
-        with atomic_path(out) as tmp:
-            table.to_excel(tmp, index=False, sheet_name=LAYER, freeze_panes=(1, 0))
+        write_workbook(out, table, LAYER)
     return out

@@ -32,7 +32,7 @@ from pipeline.outputs.dossier.wording import (
     reason_sentences,
     touched_permits,
 )
-from pipeline.outputs.dossier.xlsx import write_xlsx
+from pipeline.outputs.workbook import write_workbook
 from pipeline.sources import ImagerySource
 
 REPORT_DIR = "report"
@@ -157,5 +157,5 @@ def write_dossier(folder: Path, leads: gpd.GeoDataFrame, permits: gpd.GeoDataFra
     write_text_atomic(report / "index.html", index_html(title, _summary(leads, run), table, links,
                                                          "overview.png" if drawn else None,
                                                          "leads.pdf" if drawn else None, warnings))
-    write_xlsx(folder / XLSX, table, [f"{REPORT_DIR}/{link}" for link in links])
+    write_workbook(folder / XLSX, table, "线索", ("线索编号", [f"{REPORT_DIR}/{link}" for link in links]))
     return written
