@@ -14,8 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import signal
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,42 +150,78 @@ def _on_cluster(cells: list[Cell], job: CellJob, settings: ClusterConfig, worker
     """The cells as Dask tasks, a few per worker in flight at a time so the scheduler stays small."""
     from distributed import as_completed
 
-    client, cluster = _connect(settings, workers)
-    try:
-        shared = client.scatter(job, broadcast=True)
-        pending = iter(cells)
-        running = as_completed()
+    with _quiet_teardown() as silence:
+        client, cluster = _connect(settings, workers)
+        try:
+            shared = client.scatter(job, broadcast=True)
+            pending = iter(cells)
+            running = as_completed()
 
-        def top_up() -> None:  # two tasks per worker in flight: one running, one ready to start
-            wanted = max(2, 2 * len(client.scheduler_info()["workers"])) - running.count()
-            for cell in (c for _, c in zip(range(wanted), pending, strict=False)):
-                running.add(client.submit(_task, shared, cell, key=f"cell-{cell.id}-{job.token}", pure=False))
+            def top_up() -> None:  # two tasks per worker in flight: one running, one ready to start
+                wanted = max(2, 2 * len(client.scheduler_info()["workers"])) - running.count()
+                for cell in (c for _, c in zip(range(wanted), pending, strict=False)):
+                    running.add(client.submit(_task, shared, cell, key=f"cell-{cell.id}-{job.token}", pure=False))
 
-        top_up()
-        for future in running:
-            cell_id = future.key.removeprefix("cell-").removesuffix(f"-{job.token}")
-            try:
-                outcome = future.result()
-            except Exception as exc:  # the task died with its worker, or could not run at all
-                log.error("cell %s failed on the cluster: %s", cell_id, exc)
-                outcome = CellOutcome(cell_id, failure=f"failed on a worker ({exc.__class__.__name__}: {exc}); run "
-                                                       "again to retry it")
-            future.release()
-            if outcome.error is not None:
-                cls, args = outcome.error
-                raise cls(*args)
             top_up()
-            yield outcome
-    except (KeyboardInterrupt, GeneratorExit):
-        # the run stops early (Ctrl-C, an input error) and says why itself: the connections that break
-        # as the cluster is torn down under running tasks are logged by Dask with tracebacks, which
-        # would bury that message
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
-        raise
+            for future in running:
+                cell_id = future.key.removeprefix("cell-").removesuffix(f"-{job.token}")
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # the task died with its worker, or could not run at all
+                    log.error("cell %s failed on the cluster: %s", cell_id, exc)
+                    outcome = CellOutcome(cell_id, failure=f"failed on a worker ({exc.__class__.__name__}: {exc}); run "
+                                                           "again to retry it")
+                future.release()
+                if outcome.error is not None:
+                    cls, args = outcome.error
+                    raise cls(*args)
+                top_up()
+                yield outcome
+        except (KeyboardInterrupt, GeneratorExit):
+            silence()
+            raise
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+_TEARDOWN_LOGGERS = ("distributed", "tornado")
+
+
+@contextmanager
+def _quiet_teardown() -> Iterator[Callable[[], None]]:
+    """Yields what silences Dask's and Tornado's logs while a run stops early (Ctrl-C, an input error).
+
+    The run says why it stopped itself; the connections that break as the cluster is torn down under
+    running tasks are logged with tracebacks, which would bury that message. Ctrl-C silences them in
+    its own signal handler, before the KeyboardInterrupt reaches Dask: Dask's client answers it by
+    scheduling a callback on its event loop thread, which can fail and be logged at once. The levels
+    come back once the cluster is closed.
+    """
+    names = [n for n in logging.root.manager.loggerDict
+             if any(n == root or n.startswith(root + ".") for root in _TEARDOWN_LOGGERS)]
+    levels = {name: logging.getLogger(name).level for name in {*_TEARDOWN_LOGGERS, *names}}  # Dask sets children's
+
+    def silence() -> None:
+        for name in levels:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+    previous = signal.getsignal(signal.SIGINT)
+    hooked = threading.current_thread() is threading.main_thread() and callable(previous)
+    if hooked:
+        def on_ctrl_c(signum: int, frame: object) -> None:
+            silence()
+            previous(signum, frame)
+
+        signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield silence
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        if hooked:
+            signal.signal(signal.SIGINT, previous)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _connect(settings: ClusterConfig, workers: int):  # -> (distributed.Client, LocalCluster | None)

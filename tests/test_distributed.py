@@ -3,6 +3,8 @@ worker is recorded and retried, and a run resumes what a distributed run left.""
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 import yaml
 from distributed import LocalCluster
 
+from pipeline.cluster import _quiet_teardown
 from pipeline.config import load_config
 from pipeline.run import run
 from tests.conftest import hears_ctrl_c
@@ -131,3 +134,20 @@ def test_ctrl_c_cancels_the_tasks_stops_the_workers_and_the_same_command_resumes
     again = eoleads("run", str(path), "-q", "--workers", "2")
     assert again.returncode == 0, again.stdout + again.stderr
     _same_layers(tmp_path / "out", reference)
+
+
+def test_ctrl_c_silences_the_clusters_logs_before_dask_hears_it_and_restores_them() -> None:
+    # Dask's client answers a KeyboardInterrupt by scheduling a callback on its loop thread, which
+    # can fail and log a traceback before any except clause of ours runs: the silence must come first
+    tornado = logging.getLogger("tornado.application")
+    heard = []
+    with pytest.raises(KeyboardInterrupt), _quiet_teardown():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            heard.append(tornado.isEnabledFor(logging.ERROR))
+            raise
+    assert heard == [False]
+    assert tornado.isEnabledFor(logging.ERROR) and logging.getLogger("distributed").isEnabledFor(logging.WARNING)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
