@@ -66,7 +66,8 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
     def vectorise(chunk: Chunk, writer: ProbabilityWriter) -> None:
         nonlocal seen_px
         writer.write(chunk.probs[kept], chunk.valid, chunk.col)
-        labels = decide(chunk.probs, detector.categories, detector.thresholds, chunk.valid, resolution)
+        labels = decide(chunk.probs, detector.categories, detector.thresholds, chunk.valid, resolution,
+                        keep_border_labels=True)
         transform = grid.transform @ Affine.translation(chunk.col, chunk.row)
         parts.append(polygons_from_labels(labels, chunk.probs, detector.categories, transform, grid.crs, "pair",
                                           resolution))

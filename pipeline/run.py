@@ -122,7 +122,8 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
     probs = probs[(slice(None), *core)]
     with timer("vectorize"):
         thresholds = {**detector.thresholds, **config.detection.thresholds}
-        labels = decide(probs, detector.categories, thresholds, seen=in_aoi & valid, pixel_m=cell.resolution)
+        labels = decide(probs, detector.categories, thresholds, seen=in_aoi & valid, pixel_m=cell.resolution,
+                        keep_border_labels=True, outside=~in_aoi)
         dates = tuple(",".join(d.isoformat() for d in c.dates) for c in (scene.before, scene.after))
         polys = polygons_from_labels(labels, probs, detector.categories, cell.transform(), cell.crs, cell.id,
                                      cell.resolution, dates, outside=~in_aoi)

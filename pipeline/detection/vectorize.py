@@ -14,26 +14,16 @@ import shapely
 from affine import Affine
 from rasterio import features
 from scipy import ndimage
-from shapely.geometry import shape
+from shapely.geometry import Polygon, shape
+from shapely.geometry.base import BaseGeometry
 
-from detectors.categories import get_category
+from detectors.categories import CATEGORY_IDS, get_category
+from pipeline.detection.decision import border_changes, name_changes, touches_border
 from pipeline.sources.scene import in_metres
 
 EQUAL_AREA_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global: equal-area, valid worldwide
 _EIGHT = np.ones((3, 3), dtype=bool)
 COLUMNS = ["cell_id", "category", "p_mean", "p_max", "n_px", "touches_edge", "before_dates", "after_dates"]
-
-
-def _touches_border(lab: np.ndarray, n: int, open_edge: np.ndarray | None = None) -> np.ndarray:
-    """Which labels reach the raster's border or a pixel of `open_edge` (beyond which the change
-    may go on: the neighbouring zone's side of a UTM boundary)."""
-    border = [lab[0], lab[-1], lab[:, 0], lab[:, -1]]
-    if open_edge is not None:
-        border.append(lab[open_edge])
-    hit = np.zeros(n + 1, dtype=bool)
-    hit[np.unique(np.concatenate(border))] = True
-    hit[0] = False
-    return hit
 
 
 def _around(mask: np.ndarray) -> tuple[slice, slice] | None:
@@ -70,13 +60,14 @@ def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tupl
     """One polygon per 8-connected patch of each category, with its probability statistics.
 
     `dates` are the acquisition dates (comma-separated) of the before and after composites;
-    `outside` marks pixels outside the cell's part of the AOI. A patch next to them may go on in
-    another zone's cell (where the AOI is cut at a UTM boundary), so it is kept for the merge like
-    a patch on the raster border; the merge holds it to the mapping unit.
+    `outside` marks pixels outside the cell's part of the AOI. A change next to them may go on in
+    another zone's cell (where the AOI is cut at a UTM boundary), as a change on the raster's border
+    may go on in the next cell: every patch of such a change is kept, marked `touches_edge`, for
+    `merge_across_cells`, which names the change and holds it to the mapping unit once it is whole.
     """
     if not in_metres(crs):  # a pixel of 0.0001 degrees would hold no mapping unit: nothing would be found
         raise ValueError(f"{crs} is not in metres: mapping units are areas in metres, detect on a metric grid")
-    open_edge = None if outside is None else ndimage.binary_dilation(outside, structure=_EIGHT) & ~outside
+    on_border = border_changes(labels, outside)  # every patch of a change cut here waits for the merge
     rows = []
     for ci, cat in enumerate(categories):
         ours = labels == ci + 1
@@ -86,17 +77,20 @@ def polygons_from_labels(labels: np.ndarray, probs: np.ndarray, categories: tupl
         # the category's patches and the holes they close lie inside the window: the same
         # patches as in the whole band (see _around), found in a fraction of its pixels
         mask, cat_labels, p = ours[window].copy(), labels[window], probs[ci][window]
-        cat_edge = None if open_edge is None else open_edge[window]
         cat_transform = transform @ Affine.translation(window[1].start, window[0].start)
         min_px = get_category(cat).unit_px(resolution)
         holes, n_holes = ndimage.label(~mask)
         hole_size = np.bincount(holes.ravel(), minlength=n_holes + 1)
-        small_hole = (hole_size < min_px) & ~_touches_border(holes, n_holes)
+        small_hole = (hole_size < min_px) & ~touches_border(holes, n_holes)
+        cut = on_border[window] & mask
+        if cut.any():  # a change cut here closes its holes once joined, under the unit of the name it gets
+            small_hole[np.unique(holes[ndimage.binary_dilation(cut) & ~mask])] = False
         small_hole[0] = False
         mask |= small_hole[holes] & (cat_labels == 0)  # never take pixels another category holds
         comp, n = ndimage.label(mask, structure=_EIGHT)
         size = np.bincount(comp.ravel(), minlength=n + 1)
-        edge = _touches_border(comp, n, cat_edge)
+        edge = np.bincount(comp[on_border[window]], minlength=n + 1) > 0
+        edge[0] = False
         keep = (size >= min_px) | edge
         keep[0] = False
         comp = np.where(keep[comp], comp, 0).astype(np.int32)
@@ -125,31 +119,78 @@ def _join_unique(values: pd.Series) -> str:
 ZONE_SEAM_TOLERANCE_M = 15.0
 
 
-def _components(edge: gpd.GeoDataFrame) -> np.ndarray:
-    """Connected groups of edge patches: touching within a zone, near across zones."""
+def _components(edge: gpd.GeoDataFrame, same_category: bool = False) -> np.ndarray:
+    """Connected groups of edge patches: touching within a zone, near across zones; of one category
+    alone with `same_category`."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     left, right = edge.sindex.query(edge.geometry, predicate="dwithin", distance=ZONE_SEAM_TOLERANCE_M)
     zone = edge.cell_id.str.split("_").str[0].to_numpy()
+    category = edge.category.to_numpy()
     geoms = edge.geometry.to_numpy()
     keep = [(i, j) for i, j in zip(left, right, strict=True)
-            if i != j and (zone[i] != zone[j] or geoms[i].intersects(geoms[j]))]
+            if i != j and (zone[i] != zone[j] or geoms[i].intersects(geoms[j]))
+            and (not same_category or category[i] == category[j])]
     n = len(edge)
     rows, cols = (np.array(x, dtype=int) for x in zip(*keep, strict=True)) if keep else (np.zeros(0, int),) * 2
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
 
+def _named_changes(edge: gpd.GeoDataFrame, resolution: float) -> tuple[pd.Series, pd.Series]:
+    """Which change each edge patch is part of, and the category it takes: by the rule a change
+    seen whole takes (`pipeline.detection.decision.name_changes`), from the pixels of every
+    category in all its parts. A change that rule leaves to its pixels' own labels is one change
+    per category's touching parts, as inside a cell."""
+    group = _components(edge)
+    k = len(CATEGORY_IDS) + 1
+    label = edge.category.map({c: i + 1 for i, c in enumerate(CATEGORY_IDS)}).to_numpy()
+    votes = np.bincount(group * k + label, weights=edge.n_px.to_numpy(), minlength=(group.max() + 1) * k)
+    name = name_changes(votes.reshape(-1, k).astype(np.int64), CATEGORY_IDS, resolution)[group]
+    own = name < 0
+    change = np.where(own, group.max() + 1 + _components(edge, same_category=True), group)
+    category = np.where(own, edge.category.to_numpy(), np.array(["", *CATEGORY_IDS], dtype=object)[name])
+    return pd.Series(change, index=edge.index, name="change"), pd.Series(category, index=edge.index)
+
+
+#: Joined parts are closed by this much and opened again to find their holes: parts of one change that
+#: touch at a corner only (8-connected pixels) close a hole the raster sees, which the polygons leave open.
+_CORNER_M = 0.01
+
+
+def _close_small_holes(geom: BaseGeometry, min_px: int, resolution: float,
+                       others: gpd.GeoSeries) -> tuple[BaseGeometry, int]:
+    """`geom` with its holes of fewer than `min_px` pixels closed, as a change seen whole in a raster
+    closes them; and the pixels closed. A hole that holds another change (`others`) stays open."""
+    grown = geom.buffer(_CORNER_M, join_style="mitre")
+    closed_px, polygons = 0, []
+    for part in getattr(grown, "geoms", [grown]):
+        kept = []
+        for ring in part.interiors:
+            hole = Polygon(ring).buffer(_CORNER_M, join_style="mitre")  # the hole's own outline again
+            px = round(hole.area / resolution**2)
+            if px < min_px and not len(others.sindex.query(hole, predicate="contains")):
+                closed_px += px
+            else:
+                kept.append(ring)
+        polygons.append(Polygon(part.exterior, kept))
+    if not closed_px:
+        return geom, 0
+    return shapely.union_all(polygons).buffer(-_CORNER_M, join_style="mitre"), closed_px
+
+
 def merge_across_cells(parts: list[gpd.GeoDataFrame], resolution: float) -> gpd.GeoDataFrame:
-    """Join patches that were split by cell edges, then drop what is still below the mapping unit.
+    """Join the patches of changes that were cut by cell edges, name each change, then drop what is
+    still below the mapping unit.
 
     Patches are joined where they touch (neighbouring cells of one zone share exact edges, and
     keep them in the equal-area CRS) or lie within ZONE_SEAM_TOLERANCE_M across a zone boundary,
-    whatever category each side gave its part: one change is one polygon with one category, as
-    inside a cell (`pipeline.detection.decision`), and it takes the category whose parts hold the
-    most pixels. The mapping unit is held in pixels of `resolution` metres, as inside each cell;
-    reported areas are computed in the equal-area CRS.
+    whatever category each pixel was given: the change they make is named, and its small holes
+    closed, by the rule of a change seen whole (`pipeline.detection.decision`), so a change takes
+    the same category and outline whether or not a cell edge cuts it. Its probabilities are those
+    of its parts' own categories, weighted by their pixels. The mapping unit is held in pixels of
+    `resolution` metres, as inside each cell; reported areas are computed in the equal-area CRS.
     """
     frames = [p.to_crs(EQUAL_AREA_CRS) for p in parts if not p.empty]
     if not frames:
@@ -158,17 +199,19 @@ def merge_across_cells(parts: list[gpd.GeoDataFrame], resolution: float) -> gpd.
     merged = [gdf[~gdf.touches_edge]]
     edge = gdf[gdf.touches_edge].reset_index(drop=True)
     if not edge.empty:
-        group = pd.Series(_components(edge), index=edge.index, name="change")
+        group, category = _named_changes(edge, resolution)
         w = edge.n_px.astype(float)
-        by_category = edge.groupby([group, edge.category]).n_px.sum().reset_index(name="px")
-        winner = by_category.sort_values(["px", "category"], ascending=[False, True]).drop_duplicates("change")
         out = gpd.GeoDataFrame({
-            "category": winner.set_index("change").category,
+            "category": category.groupby(group).first(),
             "p_mean": (edge.p_mean * w).groupby(group).sum() / w.groupby(group).sum(),
             "p_max": edge.p_max.groupby(group).max(),
             "n_px": edge.n_px.groupby(group).sum(),
             **{col: edge[col].groupby(group).agg(_join_unique) for col in ("cell_id", "before_dates", "after_dates")},
         }, geometry=edge.geometry.groupby(group).agg(lambda g: shapely.union_all(g.values)), crs=EQUAL_AREA_CRS)
+        closed = [_close_small_holes(g, get_category(c).unit_px(resolution), resolution, gdf.geometry)
+                  for g, c in zip(out.geometry, out.category, strict=True)]
+        out["geometry"] = [g for g, _ in closed]
+        out["n_px"] += [px for _, px in closed]
         out["touches_edge"] = True
         merged.append(out)
     result = gpd.GeoDataFrame(pd.concat(merged, ignore_index=True), crs=EQUAL_AREA_CRS)

@@ -3,7 +3,7 @@ import pytest
 from affine import Affine
 
 from detectors.categories import CATEGORY_IDS, get_category
-from pipeline.detection.decision import decide
+from pipeline.detection.decision import decide, one_category_per_change
 from pipeline.detection.vectorize import merge_across_cells, polygons_from_labels
 
 CATS = CATEGORY_IDS
@@ -135,3 +135,62 @@ def test_a_change_split_by_a_cell_edge_takes_one_category():
     merged = merge_across_cells([a, b], res)
     assert merged.category.tolist() == ["temporary_land"]
     assert merged.n_px.tolist() == [360]
+
+
+def _seam_change() -> np.ndarray:
+    """A change across column 100: a temporary-land core (280 px) on the west side, an `other` rim
+    (710 px) around it reaching across, and a 2 x 2 px hole of no change on the seam."""
+    probs = np.zeros((len(CATS), 50, 200), dtype=np.float32)
+    probs[CATS.index("other"), 10:40, 85:118] = 0.8
+    probs[CATS.index("temporary_land"), 12:32, 86:100] = 0.9
+    probs[:, 35:37, 99:101] = 0.0
+    return probs
+
+
+def test_a_change_on_a_seam_gets_the_name_and_holes_it_gets_whole():
+    # whole, temporary land holds 28 % of the change: it names it. Cut at column 100, the west part
+    # alone is mostly temporary land and the east part all `other`: named part by part, the larger
+    # east part would have named the change `other`, and the hole on the seam would stay open
+    res, x0, y0 = 10.0, 500000.0, 5430000.0
+    probs, thresholds = _seam_change(), dict.fromkeys(CATS, 0.5)
+    whole = polygons_from_labels(decide(probs, CATS, thresholds), probs, CATS, Affine(res, 0, x0, 0, -res, y0),
+                                 "EPSG:32650", "w", res)
+    assert whole.category.tolist() == ["temporary_land"] and whole.n_px.tolist() == [990]
+    cells = []
+    for c0 in (0, 100):
+        part = probs[:, :, c0:c0 + 100]
+        labels = decide(part, CATS, thresholds, keep_border_labels=True)
+        assert set(np.unique(labels)) - {0} <= {CATS.index("other") + 1, CATS.index("temporary_land") + 1}
+        cells.append(polygons_from_labels(labels, part, CATS, Affine(res, 0, x0 + c0 * res, 0, -res, y0),
+                                          "EPSG:32650", f"c{c0}", res))
+    assert all(p.touches_edge.all() for p in cells)
+    joined, alone = merge_across_cells(cells, res), merge_across_cells([whole], res)
+    assert joined.category.tolist() == alone.category.tolist() == ["temporary_land"]
+    assert joined.n_px.tolist() == alone.n_px.tolist() == [990]
+    assert joined.geometry.iloc[0].symmetric_difference(alone.geometry.iloc[0]).area < 1.0
+    geom = joined.geometry.iloc[0]
+    assert not [ring for p in getattr(geom, "geoms", [geom]) for ring in p.interiors]
+
+
+def test_a_change_no_category_names_is_left_to_its_pixels_labels_on_a_seam_too():
+    # five categories of 48 px each side by side, and no `other` pixel: none holds a quarter of the
+    # change, so each keeps its pixels and its own unit; the river, cut by column 100, is joined again
+    res, x0, y0 = 10.0, 500000.0, 5430000.0
+    labels = np.zeros((50, 200), dtype=np.uint8)
+    for k, cat in enumerate(("temporary_land", "forest", "river", "black_soil", "mine")):
+        labels[20:26, 82 + 8 * k:90 + 8 * k] = CATS.index(cat) + 1
+    probs = np.full((len(CATS), 50, 200), 0.8, dtype=np.float32)
+
+    def named(parts):
+        merged = merge_across_cells(parts, res)
+        return sorted(zip(merged.category, merged.n_px, strict=True))
+
+    whole = one_category_per_change(labels, CATS, res)
+    assert np.array_equal(whole, labels)
+    cells = [polygons_from_labels(one_category_per_change(labels[:, c0:c0 + 100], CATS, res, keep_border_labels=True),
+                                  probs[:, :, c0:c0 + 100], CATS, Affine(res, 0, x0 + c0 * res, 0, -res, y0),
+                                  "EPSG:32650", f"c{c0}", res) for c0 in (0, 100)]
+    expected = sorted((c, 48) for c in ("temporary_land", "forest", "river", "black_soil", "mine"))
+    assert named(cells) == expected
+    assert named([polygons_from_labels(whole, probs, CATS, Affine(res, 0, x0, 0, -res, y0), "EPSG:32650", "w",
+                                       res)]) == expected
