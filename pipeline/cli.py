@@ -160,11 +160,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _band_map(text: str) -> dict[str, int]:
+def _pairs(text: str, value: type, example: str) -> dict:
+    """NAME=VALUE,... as a dict, or argparse's error with an example."""
     try:
-        return {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(","))}
+        return {k.strip(): value(v) for k, v in (item.split("=") for item in text.split(","))}
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=INDEX,..., e.g. B02=1,B03=2,B04=3") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {example}") from None
+
+
+def _band_map(text: str) -> dict[str, int]:
+    return _pairs(text, int, "NAME=INDEX,..., e.g. B02=1,B03=2,B04=3")
+
+
+def _threshold_map(text: str) -> dict[str, float]:
+    return _pairs(text, float, "CATEGORY=VALUE,..., e.g. other=0.3")
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
@@ -174,11 +183,14 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     layers = [ZoneLayer(path=Path(args.zones), column=args.zone_column)] if args.zones else []
     result = detect(Path(args.before), Path(args.after), Path(args.out), args.detector, layers, args.radiometry,
                     args.bands, args.device, precision=args.precision, compile=args.compile,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, thresholds=args.threshold)
     print(f"{len(result.polygons)} changes written to {result.changes}")
     for cat, n in result.polygons.category.value_counts().items():
         print(f"  {cat}: {n}")
     print(f"probabilities: {result.probabilities} (one band per category)")
+    if args.threshold:
+        print("thresholds: " + ", ".join(f"{c} {v:g}" for c, v in result.thresholds.items() if c in args.threshold)
+              + " (given), the rest the detector's")
     for note in result.notes:
         print(f"note: {note}")
     return 0
@@ -330,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "faster on a GPU)")
     p.add_argument("--batch-size", type=_positive, help="tiles per model call (default: as many as the GPU's free "
                    "memory holds; 8 on the CPU)")
+    p.add_argument("--threshold", type=_threshold_map, help="decision thresholds overriding the detector's, e.g. "
+                   "other=0.3: lower finds more change and flags more ground for nothing (docs/models.md, "
+                   "Sensitivity)")
     p.set_defaults(func=_cmd_detect)
     p = sub.add_parser("train", help="train the shipped model from its seed",
                        description="Simulate training and validation scenes (cached), train with checkpoints "

@@ -22,6 +22,7 @@ from pipeline.detection.engine import STRIP, Chunk, Engine, EngineOptions, prepa
 from pipeline.detection.probabilities import ProbabilityWriter
 from pipeline.detection.tiling import TILING, Tiling
 from pipeline.detection.vectorize import merge_across_cells, polygons_from_labels
+from pipeline.errors import InputError
 from pipeline.inputs.zones import load_zones
 from pipeline.sources.pair import PairBands, no_overlap, open_pair
 from pipeline.sources.scene import ReadGrid
@@ -34,6 +35,7 @@ class DetectResult:
     probabilities: Path  # one band per category the detector ran
     changes: Path
     polygons: gpd.GeoDataFrame
+    thresholds: dict[str, float]  # the decision thresholds applied: the detector's, with any overrides
     notes: list[str]
     seen_m2: float  # ground seen on both dates, the denominator of any rate per area
     grid: ReadGrid  # the before image's (its UTM zone's where it is in degrees), on which everything was detected
@@ -42,14 +44,17 @@ class DetectResult:
 def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers: list[ZoneLayer] | None = None,
            radiometry: str = "auto", bands: dict[str, int] | None = None, device: str = "auto",
            categories: list[str] | None = None, *, precision: str = "auto", compile: bool = False,
-           batch_size: int | None = None, tiling: Tiling = TILING, strip: int = STRIP) -> DetectResult:
+           batch_size: int | None = None, tiling: Tiling = TILING, strip: int = STRIP,
+           thresholds: dict[str, float] | None = None) -> DetectResult:
     """Detect changes between two images and write probabilities and polygons into `out`.
 
     The pair is streamed through the engine in bands of rows within strips of columns:
     probabilities are written and vectorised band by band (patches cut by a band's or a strip's
     edge are joined afterwards, then held to the mapping unit), so memory stays flat whatever
-    the size of the images.
+    the size of the images. `thresholds` override the detector's per category (`other` included):
+    lower for more changes found at more ground walked for nothing (docs/models.md, "Sensitivity").
     """
+    overrides = checked_thresholds(thresholds or {})
     categories = list(categories or CATEGORY_IDS)
     zones = load_zones(zone_layers or [], categories)
     active = [c for c in categories if c not in zones.switched_off]
@@ -59,6 +64,7 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kept = [i for i, c in enumerate(detector.categories) if c in active]
+    applied = {**detector.thresholds, **overrides}
     resolution = abs(grid.transform.a)  # metres: open_pair gives a metric grid
     parts: list[gpd.GeoDataFrame] = []
     seen_px = 0
@@ -66,14 +72,15 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
     def vectorise(chunk: Chunk, writer: ProbabilityWriter) -> None:
         nonlocal seen_px
         writer.write(chunk.probs[kept], chunk.valid, chunk.col)
-        labels = decide(chunk.probs, detector.categories, detector.thresholds, chunk.valid, resolution,
+        labels = decide(chunk.probs, detector.categories, applied, chunk.valid, resolution,
                         keep_border_labels=True)
         transform = grid.transform @ Affine.translation(chunk.col, chunk.row)
         parts.append(polygons_from_labels(labels, chunk.probs, detector.categories, transform, grid.crs, "pair",
                                           resolution))
         seen_px += int(chunk.valid.sum())
 
-    tags = {"DETECTOR": detector.name, "BEFORE": str(before), "AFTER": str(after)}
+    tags = {"DETECTOR": detector.name, "BEFORE": str(before), "AFTER": str(after),
+            "THRESHOLDS": ",".join(f"{c}={applied[c]:g}" for c in detector.categories)}
     names = tuple(detector.categories[i] for i in kept)
     with (ProbabilityWriter(out / "probabilities.tif", grid, names, tags) as writer,
           PairBands(files, detector.bands, zones) as pair):
@@ -88,4 +95,18 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
     with atomic_path(changes) as tmp:
         polys.to_file(tmp, layer="changes", driver="GPKG", engine="pyogrio")
     seen_m2 = seen_px * abs(grid.transform.a * grid.transform.e)
-    return DetectResult(out / "probabilities.tif", changes, polys, [*files.notes, *zones.notes], seen_m2, grid)
+    return DetectResult(out / "probabilities.tif", changes, polys, applied, [*files.notes, *zones.notes], seen_m2,
+                        grid)
+
+
+def checked_thresholds(thresholds: dict[str, float]) -> dict[str, float]:
+    """Threshold overrides, refused with the category and the fix where one is not a category or
+    not strictly between 0 and 1 (0 would flag every pixel seen, 1 none)."""
+    for cat, value in thresholds.items():
+        if cat not in CATEGORY_IDS:
+            raise InputError("--threshold", f"thresholds.{cat}", f"{cat!r} is not a category",
+                             f"use one of {', '.join(CATEGORY_IDS)}, e.g. other=0.3")
+        if not 0 < value < 1:
+            raise InputError("--threshold", f"thresholds.{cat}", f"{value:g} is not strictly between 0 and 1",
+                             "give a probability such as 0.3 (lower finds more, higher fewer and surer)")
+    return dict(thresholds)

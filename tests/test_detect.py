@@ -53,6 +53,41 @@ def test_detect_reads_bands_by_index_when_files_do_not_name_them(tmp_path: Path)
     assert abs(changes.area_m2.iloc[0] - 20 * 25 * 100) < 0.2 * 20 * 25 * 100
 
 
+def _one_yard(tmp_path: Path) -> tuple[Path, Path]:
+    """Vegetation, and a 20 x 25 px yard on the after date that the baseline reads as temporary land
+    at probability 0.64-0.76, with any-change probability 0.99."""
+    rng = np.random.default_rng(0)
+    veg = np.array([0.04, 0.07, 0.06, 0.25, 0.20, 0.11])[:, None, None] * rng.uniform(0.95, 1.05, (6, 64, 64))
+    after = veg.copy()
+    after[:, 20:40, 20:45] = np.array([0.2, 0.24, 0.28, 0.32, 0.38, 0.34])[:, None, None]
+    return write_s2(tmp_path / "b.tif", veg, "2024-07-28"), write_s2(tmp_path / "a.tif", after, "2025-08-02")
+
+
+@pytest.mark.parametrize(("given", "found"), [(None, ["temporary_land"]), ("temporary_land=0.8", ["other"]),
+                                              ("temporary_land=0.8,other=0.995", [])])
+def test_threshold_overrides_decide_what_detect_writes_and_are_recorded(tmp_path: Path, given: str | None,
+                                                                          found: list[str]) -> None:
+    b, a = _one_yard(tmp_path)
+    done = _eoleads("detect", str(b), str(a), "--out", str(tmp_path / "o"), "--detector", "baseline",
+                    *(["--threshold", given] if given else []))
+    assert done.returncode == 0, done.stderr
+    assert list(pyogrio.read_dataframe(tmp_path / "o" / "changes.gpkg").category) == found
+    with rasterio.open(tmp_path / "o" / "probabilities.tif") as src:
+        applied = dict(item.split("=") for item in src.tags()["THRESHOLDS"].split(","))
+    assert applied == {**dict.fromkeys(CATEGORY_IDS, "0.5"), **dict(
+        item.split("=") for item in (given or "").split(",") if item)}
+
+
+@pytest.mark.parametrize(("given", "named"), [("other=1", "'thresholds.other'"), ("shrubs=0.3", "'thresholds.shrubs'"),
+                                              ("other", "CATEGORY=VALUE")])
+def test_a_bad_threshold_is_refused_with_the_category_and_the_fix(tmp_path: Path, given: str, named: str) -> None:
+    b, a = _one_yard(tmp_path)
+    done = _eoleads("detect", str(b), str(a), "--out", str(tmp_path / "o"), "--detector", "baseline",
+                    "--threshold", given)
+    assert done.returncode != 0 and named in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "o" / "changes.gpkg").exists()
+
+
 def test_detect_refuses_a_file_without_the_model_bands(tmp_path: Path) -> None:
     refl = np.full((6, 32, 32), 0.1)
     b = write_s2(tmp_path / "b.tif", refl, "2024-07-28", descriptions=("B02", "B03", "B04", "B08", "B11", "B8A"))

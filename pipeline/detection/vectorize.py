@@ -119,22 +119,22 @@ def _join_unique(values: pd.Series) -> str:
 ZONE_SEAM_TOLERANCE_M = 15.0
 
 
-def _components(edge: gpd.GeoDataFrame, same_category: bool = False) -> np.ndarray:
-    """Connected groups of edge patches: touching within a zone, near across zones; of one category
-    alone with `same_category`."""
+def _touching_pairs(edge: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of edge patches that are one change: touching within a zone, near across zones."""
+    left, right = edge.sindex.query(edge.geometry, predicate="dwithin", distance=ZONE_SEAM_TOLERANCE_M)
+    left, right = left[left != right], right[left != right]
+    zone = edge.cell_id.str.split("_").str[0].to_numpy()
+    geoms = edge.geometry.to_numpy()
+    one = (zone[left] != zone[right]) | shapely.intersects(geoms[left], geoms[right])
+    return left[one], right[one]
+
+
+def _components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The connected group of each of `n` patches, linked by the pairs `left`-`right`."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    left, right = edge.sindex.query(edge.geometry, predicate="dwithin", distance=ZONE_SEAM_TOLERANCE_M)
-    zone = edge.cell_id.str.split("_").str[0].to_numpy()
-    category = edge.category.to_numpy()
-    geoms = edge.geometry.to_numpy()
-    keep = [(i, j) for i, j in zip(left, right, strict=True)
-            if i != j and (zone[i] != zone[j] or geoms[i].intersects(geoms[j]))
-            and (not same_category or category[i] == category[j])]
-    n = len(edge)
-    rows, cols = (np.array(x, dtype=int) for x in zip(*keep, strict=True)) if keep else (np.zeros(0, int),) * 2
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    graph = coo_matrix((np.ones(len(left)), (left, right)), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
 
@@ -143,14 +143,18 @@ def _named_changes(edge: gpd.GeoDataFrame, resolution: float) -> tuple[pd.Series
     seen whole takes (`pipeline.detection.decision.name_changes`), from the pixels of every
     category in all its parts. A change that rule leaves to its pixels' own labels is one change
     per category's touching parts, as inside a cell."""
-    group = _components(edge)
+    left, right = _touching_pairs(edge)
+    group = _components(len(edge), left, right)
     k = len(CATEGORY_IDS) + 1
     label = edge.category.map({c: i + 1 for i, c in enumerate(CATEGORY_IDS)}).to_numpy()
     votes = np.bincount(group * k + label, weights=edge.n_px.to_numpy(), minlength=(group.max() + 1) * k)
     name = name_changes(votes.reshape(-1, k).astype(np.int64), CATEGORY_IDS, resolution)[group]
     own = name < 0
-    change = np.where(own, group.max() + 1 + _components(edge, same_category=True), group)
-    category = np.where(own, edge.category.to_numpy(), np.array(["", *CATEGORY_IDS], dtype=object)[name])
+    category = edge.category.to_numpy()
+    same = category[left] == category[right]
+    by_category = _components(len(edge), left[same], right[same])
+    change = np.where(own, group.max() + 1 + by_category, group)
+    category = np.where(own, category, np.array(["", *CATEGORY_IDS], dtype=object)[name])
     return pd.Series(change, index=edge.index, name="change"), pd.Series(category, index=edge.index)
 
 
@@ -163,6 +167,8 @@ def _close_small_holes(geom: BaseGeometry, min_px: int, resolution: float,
                        others: gpd.GeoSeries) -> tuple[BaseGeometry, int]:
     """`geom` with its holes of fewer than `min_px` pixels closed, as a change seen whole in a raster
     closes them; and the pixels closed. A hole that holds another change (`others`) stays open."""
+    if isinstance(geom, Polygon) and not geom.interiors:  # one part, no ring inside: nothing to close
+        return geom, 0
     grown = geom.buffer(_CORNER_M, join_style="mitre")
     closed_px, polygons = 0, []
     for part in getattr(grown, "geoms", [grown]):
