@@ -95,9 +95,10 @@ class PairBands:
     def __init__(self, files: PairFiles, wanted: tuple[str, ...], zones: Zones | None = None) -> None:
         self.files, self.wanted, self.zones = files, wanted, zones
         self._srcs: list = []
-        self._start = 0  # scene row of the cached rows' first row
         self._columns = (0, 0)  # the strip of columns cached
-        self._cache: list[np.ndarray] = []  # before, after (bands, rows, cols) and valid (rows, cols)
+        #: Blocks of rows read and still needed, each (first scene row, [before, after (bands, rows, cols),
+        #: valid (rows, cols)]): kept apart, not joined, so a new block never copies the rows before it.
+        self._blocks: list[tuple[int, list[np.ndarray]]] = []
 
     @property
     def radiometry(self) -> tuple[Radiometry, Radiometry]:
@@ -129,19 +130,16 @@ class PairBands:
     def read(self, row0: int, row1: int, col0: int, col1: int) -> RowBand:
         """Rows [row0, row1) and columns [col0, col1) of both images on the grid; the bands of a strip
         of columns are asked for from the top down."""
-        end = self._start + (self._cache[2].shape[0] if self._cache else 0)
-        if not self._cache or row0 < self._start or (col0, col1) != self._columns:
-            self._columns = (col0, col1)
-            self._start, end, self._cache = row0 - row0 % self._step, row0 - row0 % self._step, []
+        if not self._blocks or row0 < self._blocks[0][0] or (col0, col1) != self._columns:
+            self._columns, self._blocks = (col0, col1), []
+        end = self._blocks[-1][0] + self._blocks[-1][1][2].shape[0] if self._blocks else row0 - row0 % self._step
         while end < row1:
-            rows = self._read_rows(end, min(end + self._step, self.files.grid.height))
-            self._cache = [np.concatenate([c, r], axis=-2) for c, r in zip(self._cache, rows, strict=True)] \
-                if self._cache else rows
-            end += rows[2].shape[0]
-        drop = row0 - self._start
-        self._cache, self._start = [c[..., drop:, :] for c in self._cache], row0
-        # copies: a band waiting in the engine's queue must not keep the whole cache alive
-        before, after, valid = (c[..., :row1 - row0, :].copy() for c in self._cache)
+            self._blocks.append((end, self._read_rows(end, min(end + self._step, self.files.grid.height))))
+            end += self._blocks[-1][1][2].shape[0]
+        self._blocks = [(top, b) for top, b in self._blocks if top + b[2].shape[0] > row0]
+        # a copy: a band waiting in the engine's queue must not keep the blocks alive
+        before, after, valid = (np.concatenate([b[i][..., max(row0 - top, 0):row1 - top, :] for top, b in self._blocks],
+                                               axis=-2) for i in range(3))
         zones = self.zones.masks(self._grid(row0, row1)) if self.zones else {}
         return RowBand(row0, col0, before, after, valid, zones)
 
