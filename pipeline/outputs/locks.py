@@ -5,6 +5,11 @@ and share the folder with the other shards of the same N. The locks are the oper
 system's (`filelock`: flock on Unix, LockFileEx on Windows), so a killed job's locks go with
 it and never need clearing by hand. A small file beside each lock says who holds it, for the
 message the job that is refused prints.
+
+Whether another job holds a lock can only be learnt by trying to take it, so a job that checks
+holds the lock for an instant; two jobs checking at once would each see the other's check as a
+job at work. A check therefore waits a moment before it calls a lock held: a check lets go in
+microseconds, a job holds its lock for the whole run.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pipeline.errors import InputError
 WHOLE = "run"  # the lock of a run without --shard
 MERGE = "merge"
 _SHARD = re.compile(r"shard-(\d+)-of-(\d+)$")
+_CHECK_WAIT_S = 2.0  # how long a held lock may be another job's check, not a job
 _WAIT_FIX = "wait for it to finish, or set another `output` folder; the lock goes away by itself when that process ends"
 
 
@@ -78,15 +84,15 @@ class FolderLocks:
         return self.lock_dir / f"{name}.lock"
 
     def _take(self, name: str, fix: str) -> None:
-        if not self._try(name):
+        if not self._try(name, wait_s=_CHECK_WAIT_S):  # another job may be checking it this instant
             raise self._refusal(name, fix)
 
-    def _try(self, name: str) -> bool:
-        """Take a lock if it is free, and say who holds it now."""
+    def _try(self, name: str, wait_s: float = 0.0) -> bool:
+        """Take a lock if it is free (or freed within `wait_s`), and say who holds it now."""
         lock = FileLock(self._path(name))
         with storage_errors(self.lock_dir):
             try:
-                lock.acquire(timeout=0)
+                lock.acquire(timeout=wait_s, poll_interval=0.01)
             except Timeout:
                 return False
         self._held[name] = lock
@@ -96,9 +102,10 @@ class FolderLocks:
         return True
 
     def _busy(self, name: str) -> bool:
+        """Whether a job holds the lock: held past a check's instant (see the module's note)."""
         lock = FileLock(self._path(name))
         try:
-            lock.acquire(timeout=0)
+            lock.acquire(timeout=_CHECK_WAIT_S, poll_interval=0.01)
         except Timeout:
             return True
         lock.release()

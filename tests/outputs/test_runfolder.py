@@ -228,3 +228,28 @@ def test_shard_jobs_share_the_folder_with_their_own_split_only(tmp_path, shard, 
         else:
             with pytest.raises(InputError, match=f"shard job 1/2 is working in this folder \\(pid {holder.pid} "):
                 RunFolder(out, config).open(shard=shard)
+
+
+_CHECK = """
+import sys, time
+from filelock import FileLock
+lock = FileLock(sys.argv[1])
+lock.acquire()
+print("checking", flush=True)
+time.sleep(0.3)
+lock.release()
+"""
+
+
+def test_a_shard_starting_while_another_checks_the_folder_is_not_refused(tmp_path):
+    """Another shard job's check holds the whole-run lock for an instant: that is not a run at work."""
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+    with RunFolder(out, config).open():  # the lock files exist, as when a first shard has started
+        pass
+    check = subprocess.Popen([sys.executable, "-c", _CHECK, str(out / ".eoleads" / "run.lock")],
+                             stdout=subprocess.PIPE, text=True)
+    assert check.stdout.readline().strip() == "checking"
+    with RunFolder(out, config).open(shard=(2, 2)):
+        pass
+    assert check.wait(timeout=60) == 0
