@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from detectors.interface import Detector
 
 #: The model a run uses unless its configuration names another.
 DEFAULT_MODEL = "eoleads-s2-unet"
+
+
+def detector_label(name: str) -> str:
+    """A detector's name fit for a folder: a model card given by path is named by its file's stem."""
+    return Path(name).stem if name.endswith(".json") else name
 
 
 def weights_hash(name: str) -> str:

@@ -18,6 +18,7 @@ import rasterio
 import yaml
 from tqdm import tqdm
 
+from detectors import detector_label
 from detectors.categories import CATEGORY_IDS
 from pipeline.config import load_config
 from pipeline.demo import demo_config
@@ -35,8 +36,9 @@ def _scene_config(folder: Path, seed: int, detector: str, difficulty: str) -> Pa
     Held-out scenes lie on a random stretch of the lake shore; demo-difficulty scenes on the demo AOI.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = demo_config(seed, detector)
-    cfg.update(name=f"{difficulty}-{seed}-{detector}", output=f"run-{detector}", evidence=False)
+    label = detector_label(detector)
+    cfg = demo_config(seed, str(Path(detector).resolve()) if detector.endswith(".json") else detector)
+    cfg.update(name=f"{difficulty}-{seed}-{label}", output=f"run-{label}", evidence=False)
     if difficulty == "held_out":
         aoi = folder / "aoi.geojson"
         if not aoi.exists():
@@ -45,7 +47,7 @@ def _scene_config(folder: Path, seed: int, detector: str, difficulty: str) -> Pa
             gdf.to_file(aoi)
         cfg.update(aoi=["aoi.geojson"])
         cfg["source"]["difficulty"] = "held_out"
-    path = folder / f"{detector}.yaml"
+    path = folder / f"{label}.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 

@@ -27,6 +27,7 @@ import rasterio
 from scipy import ndimage
 from tqdm import tqdm
 
+from detectors import detector_label
 from detectors.categories import CLASSIFIED
 from detectors.features import CONTEXT_ZONES, UNKNOWN_ZONE
 from pipeline.evaluation.objects import Counts, count
@@ -95,7 +96,8 @@ def labelled_cities(detectors: list[str], folder: Path, pairs: dict[str, Labelle
     for name, pair in tqdm(pairs.items(), desc="labelled cities", unit="city", disable=not progress):
         masks = {CVA: cva_flags(pair.before, pair.after, pair.valid)}
         for det in detectors:
-            masks[det] = detect_flags(det, folder / name / "before.tif", folder / name / "after.tif", out / name / det)
+            masks[det] = detect_flags(det, folder / name / "before.tif", folder / name / "after.tif",
+                                      out / name / detector_label(det))
         for det, flagged in masks.items():
             c = count(flagged, pair.change, MIN_OBJECT_PX, OBJECT_COVER, pair.valid)
             totals[det] = totals.get(det, Counts()) + c
@@ -182,7 +184,7 @@ def implanted_pairs(detectors: list[str], folder: Path, pairs: dict[str, Backgro
         after = _write_like(work / "after.tif", case.after, template)
         flags[CVA][case.name] = cva_flags(case.before, case.after, case.valid)
         for det in detectors:
-            flags[det][case.name] = detect_flags(det, before, after, work / det)
+            flags[det][case.name] = detect_flags(det, before, after, work / detector_label(det))
     rows = []
     for det, by_case in flags.items():
         scores = score_implants(cases, by_case)

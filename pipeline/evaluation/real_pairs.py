@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from detectors import detector_label
+
 
 def flagged_on_real_pairs(detectors: list[str], pairs: Path, out: Path, names: tuple[str, ...],
                           progress: bool = True) -> pd.DataFrame:
@@ -17,7 +19,7 @@ def flagged_on_real_pairs(detectors: list[str], pairs: Path, out: Path, names: t
     rows = []
     for d in tqdm([Path(pairs) / n for n in names], desc="real pairs", unit="pair", disable=not progress):
         for name in detectors:
-            result = detect(d / "before.tif", d / "after.tif", out / d.name / name, name)
+            result = detect(d / "before.tif", d / "after.tif", out / d.name / detector_label(name), name)
             seen_km2 = result.seen_m2 / 1e6
             area = result.polygons.area_m2.sum() / 1e6 if len(result.polygons) else 0.0
             rows.append({"pair": d.name, "detector": name,

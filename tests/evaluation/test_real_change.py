@@ -71,3 +71,15 @@ def test_implants_into_an_unseen_pair_are_counted_per_surface(tmp_path: Path) ->
     row = table[table.detector == "baseline"].iloc[0]
     assert 0.0 <= row["all"] <= 1.0 and np.isfinite(row["false_alarm_ha_per_km2"])
     assert (tmp_path / "out" / "steppe" / "after.tif").exists()
+
+
+def test_a_model_given_by_its_card_path_is_run_into_a_folder_of_its_name(tmp_path: Path) -> None:
+    from detectors import DEFAULT_MODEL
+    from detectors.learned import resolve_card
+
+    card = resolve_card(DEFAULT_MODEL).resolve()  # an absolute path, as `make compare-models` gives
+    _city(tmp_path / "cities", np.random.default_rng(0))
+    pairs = load_labelled_pairs(tmp_path / "cities", ("steppe",))
+    table = labelled_cities([str(card)], tmp_path / "cities", pairs, tmp_path / "out", progress=False)
+    assert set(table.detector) == {str(card), CVA}
+    assert (tmp_path / "out" / "steppe" / card.stem / "changes.gpkg").exists()
