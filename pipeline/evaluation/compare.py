@@ -63,10 +63,10 @@ def compare(data: Path, real_pairs: Path | None, labelled_pairs: Path | None, st
     measurements per candidate:
     real change on the labelled cities held out of training (when given), simulated validation
     scores, size and CPU time. Timings are taken after all training, on a quiet machine."""
-    cards = []
+    cards, shipped = [], resolve_card(DEFAULT_MODEL)
     for name, arch in CANDIDATES.items():
         recipe = replace(TrainingRecipe(), name=f"candidate-{name}", **arch, **({"steps": steps} if steps else {}))
-        card, shipped = out / f"{recipe.name}.json", resolve_card(DEFAULT_MODEL)
+        card = out / f"{recipe.name}.json"
         if trained_by(shipped, recipe, real_pairs, labelled_pairs):
             card = shipped
         elif retrain or not card.exists():

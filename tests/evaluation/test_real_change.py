@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from detectors import DEFAULT_MODEL
+from detectors.learned import resolve_card
 from pipeline.evaluation.objects import count
 from pipeline.evaluation.real_change import CVA, implanted_pairs, labelled_cities, otsu_threshold
 from pipeline.simulator.real_texture import TextureBank
@@ -74,9 +76,6 @@ def test_implants_into_an_unseen_pair_are_counted_per_surface(tmp_path: Path) ->
 
 
 def test_a_model_given_by_its_card_path_is_run_into_a_folder_of_its_name(tmp_path: Path) -> None:
-    from detectors import DEFAULT_MODEL
-    from detectors.learned import resolve_card
-
     card = resolve_card(DEFAULT_MODEL).resolve()  # an absolute path, as `make compare-models` gives
     _city(tmp_path / "cities", np.random.default_rng(0))
     pairs = load_labelled_pairs(tmp_path / "cities", ("steppe",))
