@@ -71,7 +71,8 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
 
     def vectorise(chunk: Chunk, writer: ProbabilityWriter) -> None:
         nonlocal seen_px
-        writer.write(chunk.probs[kept], chunk.valid, chunk.col)
+        writer.write(chunk.probs if len(kept) == len(detector.categories) else chunk.probs[kept], chunk.valid,
+                     chunk.col)
         labels = decide(chunk.probs, detector.categories, applied, chunk.valid, resolution,
                         keep_border_labels=True)
         transform = grid.transform @ Affine.translation(chunk.col, chunk.row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import threading
 import time
 import tracemalloc
 from collections import defaultdict
@@ -17,16 +18,19 @@ class StageTimer:
         self.seconds: dict[str, float] = defaultdict(float)
         self.peak_mb: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self.current: str | None = None  # the stage running now, for `RssByStage`
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
         tracing = tracemalloc.is_tracing()
         if tracing:
             tracemalloc.reset_peak()
+        outer, self.current = self.current, stage
         start = time.perf_counter()
         try:
             yield
         finally:
+            self.current = outer
             self.seconds[stage] += time.perf_counter() - start
             self.calls[stage] += 1
             if tracing:
@@ -40,3 +44,38 @@ class StageTimer:
 def max_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux), 0 where /proc is not there."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return 0.0
+
+
+class RssByStage:
+    """Peak resident memory per stage of a `StageTimer`, sampled by a thread every `interval` s
+    while the block runs: what tracemalloc cannot see (torch's and GDAL's buffers) included, so
+    a benchmark can say which stage's memory grows with the scene. Time between stages counts
+    as "other"."""
+
+    def __init__(self, timer: StageTimer, interval: float = 0.005) -> None:
+        self.timer, self.interval = timer, interval
+        self.peak_mb: dict[str, float] = defaultdict(float)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True, name="eoleads-rss")
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            stage = self.timer.current or "other"
+            self.peak_mb[stage] = max(self.peak_mb[stage], rss_mb())
+
+    def __enter__(self) -> RssByStage:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

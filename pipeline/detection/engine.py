@@ -167,8 +167,8 @@ class _Blender:
         needed = min(row, self.height) - self.top
         if needed <= self.rows:
             return
-        if needed > self.weight.shape[0]:
-            t, grown = self.torch, max(needed, 2 * self.weight.shape[0])
+        if needed > self.weight.shape[0]:  # to the height needed, not double: it is reached in the first rows
+            t, grown = self.torch, needed
             acc = t.zeros((self.acc.shape[0], grown, self.width), dtype=t.float32, device=self.acc.device)
             weight = t.zeros((grown, self.width), dtype=t.float32, device=self.weight.device)
             valid = np.zeros((grown, self.width), dtype=bool)
@@ -209,10 +209,11 @@ class _Blender:
         valid = self.valid[:n, self.final].copy()
         probs *= valid
         rest = self.rows - n
-        if rest:  # the unfinished rows move to the top (copied first: the ranges may overlap)
-            self.acc[:, :rest] = self.acc[:, n:self.rows].clone()
-            self.weight[:rest] = self.weight[n:self.rows].clone()
-            self.valid[:rest] = self.valid[n:self.rows].copy()
+        for start in range(0, rest, n):  # the unfinished rows move up, n at a time: no copy overlaps its source
+            stop = min(start + n, rest)
+            self.acc[:, start:stop] = self.acc[:, n + start:n + stop]
+            self.weight[start:stop] = self.weight[n + start:n + stop]
+            self.valid[start:stop] = self.valid[n + start:n + stop]
         self.acc[:, rest:self.rows] = 0
         self.weight[rest:self.rows] = 0
         self.valid[rest:self.rows] = False

@@ -21,8 +21,17 @@ PROBABILITY_NODATA = 255
 
 
 def probabilities_as_uint8(probs: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Probabilities (..., rows, cols) in the stored uint8 encoding, unseen pixels as PROBABILITY_NODATA."""
-    return np.where(valid, np.round(probs * PROBABILITY_SCALE), PROBABILITY_NODATA).astype("uint8")
+    """Probabilities (..., rows, cols) in the stored uint8 encoding, unseen pixels as PROBABILITY_NODATA.
+
+    Band by band through one band's scratch: a stack of float temporaries as large as the
+    probabilities would be held for every band of rows a scene streams through."""
+    out = np.empty(probs.shape, np.uint8)
+    scratch = np.empty(probs.shape[-2:], np.float32)
+    for band, stored in zip(probs.reshape(-1, *probs.shape[-2:]), out.reshape(-1, *probs.shape[-2:]), strict=True):
+        np.rint(np.multiply(band, PROBABILITY_SCALE, out=scratch), out=scratch)
+        stored[...] = scratch
+    np.copyto(out, PROBABILITY_NODATA, where=~np.broadcast_to(valid, probs.shape))
+    return out
 
 
 #: Side of the GeoTIFF's square tiles; rows are written a whole row of tiles at a time.

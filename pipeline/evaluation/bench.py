@@ -36,7 +36,7 @@ import numpy as np
 from detectors import DEFAULT_MODEL
 from detectors.bands import REFLECTANCE_BANDS
 from pipeline.evaluation.report import machine, software, write_section
-from pipeline.profiling import StageTimer, max_rss_mb
+from pipeline.profiling import RssByStage, StageTimer, max_rss_mb
 
 BEGIN, END = "<!-- bench:demo:begin -->", "<!-- bench:demo:end -->"
 SCALE_BEGIN, SCALE_END = "<!-- bench:scale:begin -->", "<!-- bench:scale:end -->"
@@ -53,6 +53,7 @@ PIXEL_KM2 = 1e-4
 DETECT_STAGES: dict[str, tuple[str, ...]] = {
     "read": ("pipeline.sources.pair:PairBands.read",),
     "features and model": ("pipeline.detection.engine:Engine._predict",),
+    "blend": ("pipeline.detection.engine:_Blender.add", "pipeline.detection.engine:_Blender.flush"),
     "write": ("pipeline.detection.probabilities:ProbabilityWriter.write",),
     "vectorise": ("pipeline.detect:decide", "pipeline.detect:polygons_from_labels",
                   "pipeline.detect:merge_across_cells"),
@@ -175,17 +176,20 @@ def child_detect(before: Path, after: Path, out: Path, tiles: int, repeats: int)
         return (time.perf_counter() - start) * scale
 
     seconds, stages, forward, predict = [], [], [], []
+    rss_by_stage: dict[str, float] = {}
     for i in range(repeats):
         timer = StageTimer()
         start = time.perf_counter()
-        with _detect_stages(timer):
+        with _detect_stages(timer), RssByStage(timer) as rss:
             detect(before, after, out / f"run{i}", DEFAULT_MODEL, device="cpu")
         seconds.append(time.perf_counter() - start)
         stages.append(dict(timer.seconds))
+        for stage, mb in rss.peak_mb.items():
+            rss_by_stage[stage] = max(rss_by_stage.get(stage, 0.0), mb)
         forward.append(seconds_of(lambda: detector.probabilities(stack)))
         predict.append(seconds_of(lambda: detector.predict(tile_before, tile_after, valid, {})))
     return {"seconds": seconds, "stages": stages, "model_seconds": forward, "features_model_seconds": predict,
-            "rss_mb": _peak_rss_mb()}
+            "rss_mb": _peak_rss_mb(), "rss_by_stage": rss_by_stage}
 
 
 def pair_tiles(before: Path, after: Path, detector, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -349,6 +353,21 @@ def _scale_table(runs: dict[int, dict], rss_cap_mb: float) -> list[str]:
         verdict = "flat (within 20 %)" if growth <= 0.2 else "not flat (more than 20 %)"
         lines += ["", f"Peak resident memory from {min(peaks):.0f} to {max(peaks):.0f} MiB across the sizes, "
                       f"+{100 * growth:.0f} %: {verdict}."]
+    return lines + _rss_stage_table(runs)
+
+
+def _rss_stage_table(runs: dict[int, dict]) -> list[str]:
+    """Where the peak memory is reached: the largest resident memory sampled during each stage."""
+    measured = {size: run["rss_by_stage"] for size, run in runs.items() if run.get("rss_by_stage")}
+    if not measured:
+        return []
+    stages = [*DETECT_STAGES, "other"]
+    lines = ["", "Resident memory sampled every 5 ms during each stage, MiB (the largest of the runs; "
+                 "\"other\": the rest of `detect`, from loading the model and the engine's own loop to writing "
+                 "the GeoPackage):", "",
+             "| scene | " + " | ".join(stages) + " |", "|---|" + "---:|" * len(stages)]
+    for size, peaks in measured.items():
+        lines.append(f"| {size}² | " + " | ".join(f"{peaks[s]:.0f}" if s in peaks else "—" for s in stages) + " |")
     return lines
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from detectors import DEFAULT_MODEL
 from detectors.learned import SegmentationDetector, load_network, resolve_card
 from pipeline.evaluation.report import machine, write_section
+from pipeline.sources.pair import GDAL_READ_OPTIONS
 
 BEGIN, END = "<!-- bench:gpu:begin -->", "<!-- bench:gpu:end -->"
 PREDICT_BEGIN, PREDICT_END = "<!-- bench:prediction:begin -->", "<!-- bench:prediction:end -->"
@@ -199,7 +200,7 @@ def decode_mpx_per_core(path: Path) -> float:
     """Mpx of one date (all its bands) one core decodes per second from a tiled, deflated GeoTIFF."""
     import rasterio
 
-    with rasterio.Env(GDAL_NUM_THREADS=1, GDAL_CACHEMAX=64), rasterio.open(path) as src:
+    with rasterio.Env(GDAL_NUM_THREADS=1, GDAL_CACHEMAX=GDAL_READ_OPTIONS["GDAL_CACHEMAX"]), rasterio.open(path) as src:
         start = time.perf_counter()
         for _, window in src.block_windows(1):
             src.read(window=window)

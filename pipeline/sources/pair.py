@@ -83,8 +83,9 @@ def no_overlap(files: PairFiles) -> InputError:
 
 #: GDAL settings for reading a pair band by band: decompression on every core, and a small block
 #: cache: rows are read in whole rows of blocks, once each, so a larger cache would only grow
-#: with the scene.
-GDAL_READ_OPTIONS = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 64}  # MB
+#: with the scene. The cache is in bytes: rasterio hands an integer to GDALSetCacheMax64, so a
+#: plain 64 would be 64 bytes, not GDAL's "64 MB".
+GDAL_READ_OPTIONS = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 16 * 2**20}
 
 
 class PairBands:

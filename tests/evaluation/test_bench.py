@@ -4,6 +4,7 @@ loop's fairness (same probabilities as `detect`), the memory cap, and the GPU pr
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from detectors.categories import CATEGORY_IDS
 from pipeline.detection.probabilities import PROBABILITY_NODATA, probabilities_as_uint8
 from pipeline.evaluation import bench, gpucheck
 from pipeline.evaluation.torchgeo_loop import torchgeo_loop
+from pipeline.profiling import RssByStage, StageTimer
 from pipeline.sources.local import inspect_file
 from pipeline.sources.pair import read_pair
 
@@ -88,10 +90,16 @@ def test_quick_bench_writes_a_well_formed_section(tmp_path: Path) -> None:
     assert re.search(r"Machine: .+ cores.+torch \S+, GDAL \S+.+Date: \d{4}-\d{2}-\d{2}", section)
     rows = _table_rows(section, "| scene | Mpx |")
     assert [r[0] for r in rows] == [f"{s}²" for s in bench.QUICK_SIZES]
+    stages = len(bench.DETECT_STAGES)
     for row in rows:
         assert float(row[3]) > 0 and float(row[4]) > 0  # Mpx/s and km²/s
-        assert all(cell == "—" or float(cell) > 0 for cell in row[5:9])  # the stages this version has
-        assert float(row[9]) > 100  # peak RSS of a process that loaded torch, MiB
+        assert all(cell == "—" or float(cell) > 0 for cell in row[5:5 + stages])  # the stages this version has
+        assert float(row[5 + stages]) > 100  # peak RSS of a process that loaded torch, MiB
+    by_stage = _table_rows(section, "| scene | read |")
+    assert [r[0] for r in by_stage] == [f"{s}²" for s in bench.QUICK_SIZES]
+    for row, peak in zip(by_stage, rows, strict=True):
+        model_mb = float(row[1 + list(bench.DETECT_STAGES).index("features and model")])
+        assert 100 < model_mb <= float(peak[5 + stages]) + 1  # sampled during the model, never above the peak
     assert re.search(r"Peak resident memory from \d+ to \d+ MiB across the sizes, \+\d+ %: (flat|not flat)", section)
     model = _table_rows(section, "| scene | tiles |")
     assert len(model) == len(bench.QUICK_SIZES) and all(row[-1].endswith("%") for row in model)
@@ -134,3 +142,16 @@ def test_gpucheck_engine_timing_runs_on_the_cpu(tmp_path: Path) -> None:
     for row in rows:
         # rates are figures (printed to 0.1 Mpx/s: a busy CPU may print 0.0), not the "—" of a missing one
         assert float(row[1]) >= 0 and float(row[2]) >= 0 and row[3].endswith("%") and row[4] == "—, —"
+
+
+def test_rss_by_stage_charges_memory_to_the_stage_that_held_it() -> None:
+    timer = StageTimer()
+    with RssByStage(timer, interval=0.001) as rss:
+        with timer("small"):
+            time.sleep(0.05)
+        with timer("large"):
+            held = np.ones(64 * 2**20, np.uint8)  # 64 MiB, touched
+            time.sleep(0.05)
+            del held
+    assert set(rss.peak_mb) >= {"small", "large"}
+    assert rss.peak_mb["large"] > rss.peak_mb["small"] + 48
