@@ -64,6 +64,7 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kept = [i for i, c in enumerate(detector.categories) if c in active]
+    written = slice(None) if len(kept) == len(detector.categories) else kept  # a view, not a copy, where all are
     applied = {**detector.thresholds, **overrides}
     resolution = abs(grid.transform.a)  # metres: open_pair gives a metric grid
     parts: list[gpd.GeoDataFrame] = []
@@ -71,8 +72,7 @@ def detect(before: Path, after: Path, out: Path, detector_name: str, zone_layers
 
     def vectorise(chunk: Chunk, writer: ProbabilityWriter) -> None:
         nonlocal seen_px
-        writer.write(chunk.probs if len(kept) == len(detector.categories) else chunk.probs[kept], chunk.valid,
-                     chunk.col)
+        writer.write(chunk.probs[written], chunk.valid, chunk.col)
         labels = decide(chunk.probs, detector.categories, applied, chunk.valid, resolution,
                         keep_border_labels=True)
         transform = grid.transform @ Affine.translation(chunk.col, chunk.row)

@@ -46,12 +46,13 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def rss_mb() -> float:
-    """Resident memory of this process now (Linux), 0 where /proc is not there."""
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (this one by default) now, on Linux; 0 where /proc does not
+    have it (gone, or no /proc)."""
     try:
-        with open("/proc/self/statm") as f:
+        with open(f"/proc/{pid}/statm") as f:
             return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-    except OSError:
+    except (OSError, IndexError, ValueError):
         return 0.0
 
 

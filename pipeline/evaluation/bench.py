@@ -36,7 +36,7 @@ import numpy as np
 from detectors import DEFAULT_MODEL
 from detectors.bands import REFLECTANCE_BANDS
 from pipeline.evaluation.report import machine, software, write_section
-from pipeline.profiling import RssByStage, StageTimer, max_rss_mb
+from pipeline.profiling import RssByStage, StageTimer, max_rss_mb, rss_mb
 
 BEGIN, END = "<!-- bench:demo:begin -->", "<!-- bench:demo:end -->"
 SCALE_BEGIN, SCALE_END = "<!-- bench:scale:begin -->", "<!-- bench:scale:end -->"
@@ -244,23 +244,13 @@ CHILDREN = {"detect": child_detect, "torchgeo": child_torchgeo}
 
 # ---- the parent: children side by side ----------------------------------------------------------
 
-def _rss_now_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def run_child(kind: str, rss_cap_mb: float, **kwargs) -> dict:
     """One measurement in a fresh process; {"stopped_at_mb": cap} if it outgrew the cap."""
     args = json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()})
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.evaluation.bench", "--child", kind, args],
                             stdout=subprocess.PIPE, text=True)
     while proc.poll() is None:
-        if _rss_now_mb(proc.pid) > rss_cap_mb:
+        if rss_mb(proc.pid) > rss_cap_mb:
             proc.kill()
             proc.wait()
             return {"stopped_at_mb": rss_cap_mb}
