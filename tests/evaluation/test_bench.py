@@ -3,6 +3,7 @@ loop's fairness (same probabilities as `detect`), the memory cap, and the GPU pr
 
 from __future__ import annotations
 
+import mmap
 import re
 import time
 from pathlib import Path
@@ -150,8 +151,10 @@ def test_rss_by_stage_charges_memory_to_the_stage_that_held_it() -> None:
         with timer("small"):
             time.sleep(0.05)
         with timer("large"):
-            held = np.ones(64 * 2**20, np.uint8)  # 64 MiB, touched
-            time.sleep(0.05)
-            del held
+            # 64 MiB of fresh pages, touched: mapped from the kernel, not from memory the allocator
+            # kept from earlier tests (which would add nothing resident)
+            with mmap.mmap(-1, 64 * 2**20) as held:
+                np.frombuffer(held, np.uint8)[:] = 1
+                time.sleep(0.05)
     assert set(rss.peak_mb) >= {"small", "large"}
     assert rss.peak_mb["large"] > rss.peak_mb["small"] + 48
