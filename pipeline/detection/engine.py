@@ -25,6 +25,7 @@ import numpy as np
 from detectors.categories import Zone
 from detectors.interface import Detector
 from pipeline.detection.tiling import TILING, Tile, Tiling, blend_weights, tile_grid
+from pipeline.memory import release_freed_memory
 
 #: Widest strip of columns one pass holds, a multiple of the probability files' blocks: a wider
 #: scene runs strip after strip, so memory is bounded by this width, not the scene's. Each seam
@@ -355,6 +356,7 @@ class Engine:
                         del pending[:batch_size]
                     frontier = pending[0].tile.row if pending else (rows[i + 1] if i + 1 < len(rows) else height)
                     writer.put(blender.flush(frontier))
+                    release_freed_memory()  # the band's temporaries, else kept by the allocator (pipeline.memory)
                 if pending:
                     run_batch(pending)
                 writer.put(blender.flush(height))
