@@ -91,7 +91,22 @@ def feature_stack(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
 
 
 def standardise(stack, mean, std):  # numpy arrays or torch tensors alike
-    """Scale the spectral channels by the model's statistics, in place."""
+    """Scale the spectral channels by the model's statistics, in place (training's batches)."""
     stack[:, :SPECTRAL_CHANNELS] -= mean[None, :, None, None]
     stack[:, :SPECTRAL_CHANNELS] /= std[None, :, None, None]
     return stack
+
+
+def standardised(stack, mean, std):  # torch tensors -> torch tensor
+    """The stack with its spectral channels scaled by the model's statistics (tensors on its device),
+    as a new tensor in channels_last, the layout the network runs in: one pass scales and reorders
+    (on the CPU about half the time of standardising in place and then reordering)."""
+    import torch
+
+    n, c, h, w = stack.shape
+    pixels = stack.permute(0, 2, 3, 1)  # a view: the channels of each pixel, as the output lays them out
+    out = torch.empty((n, h, w, c), dtype=stack.dtype, device=stack.device)
+    k = SPECTRAL_CHANNELS
+    torch.addcmul(-mean / std, pixels[..., :k], 1 / std, out=out[..., :k])
+    out[..., k:] = pixels[..., k:]
+    return out.permute(0, 3, 1, 2)

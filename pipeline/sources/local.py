@@ -89,16 +89,26 @@ def _number_tag(path: Path, tags: dict[str, str], key: str, default: float) -> f
     return value
 
 
+def _span(centre: int, size: int, block: int, limit: int) -> tuple[int, int]:
+    """Start and length of up to `size` pixels around `centre` along one axis of `limit`, kept inside
+    the block of `block` pixels that holds `centre` where blocks are that large: one block decoded,
+    not the four a window across block edges would need."""
+    lo, hi = (centre // block * block, min(centre // block * block + block, limit)) if block >= size else (0, limit)
+    start = min(max(centre - size // 2, lo), max(lo, hi - size))
+    return start, min(size, hi - start)
+
+
 def _sample(src: rasterio.DatasetReader, band: int, nodata: float, size: int = 64) -> np.ndarray:
     """Valid values of one band in five small windows (centre and quarter points): enough to judge
     the radiometry without reading a whole tile. Empty where the file's data cannot be read there:
     the cells that read it fail and name the file."""
     values = []
+    block_rows, block_cols = src.block_shapes[band - 1]
     for fy, fx in ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)):
-        col, row = max(int(src.width * fx) - size // 2, 0), max(int(src.height * fy) - size // 2, 0)
-        window = PixelWindow(col, row, min(size, src.width - col), min(size, src.height - row))
+        col, width = _span(int(src.width * fx), size, block_cols, src.width)
+        row, height = _span(int(src.height * fy), size, block_rows, src.height)
         try:
-            a = src.read(band, window=window)
+            a = src.read(band, window=PixelWindow(col, row, width, height))
         except rasterio.errors.RasterioIOError:
             continue
         values.append(a[(a != nodata) & np.isfinite(a)])

@@ -10,7 +10,15 @@ import torch
 from detectors import DEFAULT_MODEL, load_detector
 from detectors.bands import indices
 from detectors.categories import Zone
-from detectors.features import INDEX_NAMES, _index_tensors, feature_stack, feature_tensor
+from detectors.features import (
+    INDEX_NAMES,
+    SPECTRAL_CHANNELS,
+    _index_tensors,
+    feature_stack,
+    feature_tensor,
+    standardise,
+    standardised,
+)
 from tests.detection import former
 
 
@@ -52,3 +60,15 @@ def test_the_learned_detector_on_tensors_equals_its_former_numpy_path(active) ->
                              {z: torch.from_numpy(m) for z, m in zones.items()})
     np.testing.assert_allclose(got.numpy(), want, atol=1e-4)
     assert want[:, :-1].max() > 0.1  # there is something to agree on
+
+
+def test_standardised_scales_as_standardise_does_and_lays_the_stack_out_for_the_network() -> None:
+    before, after, valid, zones = _tiles(np.random.default_rng(3))
+    stack = torch.from_numpy(feature_stack(before, after, valid, zones))
+    rng = np.random.default_rng(4)
+    mean = torch.from_numpy(rng.normal(0, 1, SPECTRAL_CHANNELS).astype(np.float32))
+    std = torch.from_numpy(rng.uniform(0.1, 2, SPECTRAL_CHANNELS).astype(np.float32))
+    got = standardised(stack, mean, std)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(got.numpy(), standardise(stack.clone(), mean, std).numpy(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(stack, torch.from_numpy(feature_stack(before, after, valid, zones)))  # its input untouched

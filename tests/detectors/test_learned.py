@@ -14,7 +14,7 @@ from detectors import DEFAULT_MODEL
 from detectors.bands import REFLECTANCE_BANDS
 from detectors.categories import CATEGORY_IDS, CLASSIFIED_IDS, Zone
 from detectors.features import CONTEXT_ZONES, FEATURE_NAMES, UNKNOWN_ZONE, feature_stack
-from detectors.learned import WEIGHTS_DIR, SegmentationDetector
+from detectors.learned import WEIGHTS_DIR, SegmentationDetector, folded_batch_norms
 from detectors.model_card import ModelCard, ModelError
 from pipeline.training.scenes import SceneArrays
 from pipeline.training.train import TrainingRecipe, fit, read_checkpoint
@@ -272,3 +272,51 @@ def test_thresholds_chosen_again_are_those_training_chose(tmp_path: Path) -> Non
     assert again.thresholds == chosen.thresholds
     assert again.metrics["validation_objects"] == chosen.metrics["validation_objects"]
     assert again.weights_sha256 == chosen.weights_sha256
+
+
+@pytest.mark.parametrize("arch", ["Unet", "UnetPlusPlus"])
+def test_folding_batch_norms_into_convolutions_keeps_the_networks_answers(arch: str) -> None:
+    import segmentation_models_pytorch as smp
+    import torch
+
+    torch.manual_seed(0)
+    net = getattr(smp, arch)(encoder_name="tu-regnetx_002", encoder_weights=None, in_channels=38, classes=9).eval()
+    for norm in net.modules():  # statistics far from the identity, so a norm that was dropped would show
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.running_mean.normal_(0, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.data.uniform_(0.5, 1.5)
+            norm.bias.data.normal_(0, 0.2)
+    x = torch.randn(2, 38, 64, 96)
+    with torch.inference_mode():
+        want = net(x)
+        before = sum(type(m) is torch.nn.BatchNorm2d for m in net.modules())
+        folded_batch_norms(net)
+        got = net(x.contiguous(memory_format=torch.channels_last))
+    after = sum(type(m) is torch.nn.BatchNorm2d for m in net.modules())
+    assert after < before  # the decoder's conv-norm-ReLU blocks were folded
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_the_shipped_network_runs_folded_and_in_channels_last() -> None:
+    import torch
+
+    det = SegmentationDetector.load(WEIGHTS_DIR / f"{DEFAULT_MODEL}.json", device="cpu")
+    decoder_norms = [m for m in det.net.decoder.modules() if type(m) is torch.nn.BatchNorm2d]
+    assert not decoder_norms
+    first = next(m for m in det.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(("preset", "seen"), [(None, "1"), ("0", "0")])
+def test_torch_is_asked_for_huge_pages_unless_the_user_said_otherwise(preset: str | None, seen: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if preset is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = preset
+    out = subprocess.run([sys.executable, "-c", "import os, detectors; print(os.environ['THP_MEM_ALLOC_ENABLE'])"],
+                         env=env, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
+    assert out.stdout.strip() == seen

@@ -6,7 +6,7 @@ from affine import Affine
 
 from pipeline.config import DateRange
 from pipeline.errors import InputError
-from pipeline.sources.local import LocalGeoTiffSource, inspect_file
+from pipeline.sources.local import LocalGeoTiffSource, _span, inspect_file
 from pipeline.sources.scene import ReadGrid
 from tests.conftest import write_s2
 
@@ -227,3 +227,16 @@ def test_overlapping_files_of_one_date_count_once_in_the_median(tmp_path):
     np.testing.assert_allclose(comp.reflectance, 0.12, atol=1e-4)  # median of 0.10, 0.12, 0.40 everywhere
     assert (comp.observations == 3).all()
     assert comp.dates == [date(2025, 7, 5), date(2025, 7, 15), date(2025, 7, 25)]
+
+
+@pytest.mark.parametrize("block", [1, 16, 256, 512])
+def test_the_radiometry_sample_stays_in_the_block_that_holds_each_point(block):
+    size, limit = 64, 2050  # the last block is partial
+    for centre in range(0, limit, 7):
+        start, length = _span(centre, size, block, limit)
+        assert 0 <= start and start + length <= limit
+        assert length == min(size, limit - centre // block * block if block >= size else limit)
+        if block >= size:  # one block decoded: the window is inside the block of its centre
+            assert start // block == (start + length - 1) // block == centre // block
+        else:  # blocks too small to hold it: centred on the point where the file allows
+            assert start == min(max(centre - size // 2, 0), limit - size)
