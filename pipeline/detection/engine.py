@@ -356,7 +356,7 @@ class Engine:
                         del pending[:batch_size]
                     frontier = pending[0].tile.row if pending else (rows[i + 1] if i + 1 < len(rows) else height)
                     writer.put(blender.flush(frontier))
-                    release_freed_memory()  # the band's temporaries, else kept by the allocator (pipeline.memory)
+                    release_freed_memory()  # the band's temporaries, beyond what the next band reuses (pipeline.memory)
                 if pending:
                     run_batch(pending)
                 writer.put(blender.flush(height))
