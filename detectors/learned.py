@@ -4,7 +4,7 @@ The network (segmentation-models-pytorch) reads the feature stack of detectors/f
 and gives a softmax over background and the categories of its model card. Weights load only
 if their sha256 matches the card. For inference each batch normalisation that follows a
 convolution is folded into it, and the forward pass runs in channels_last on every device (on
-the CPU the two make the network 1.5x faster: oneDNN's convolutions are faster in that layout),
+the CPU the two make the network 1.6x faster: oneDNN's convolutions are faster in that layout),
 and on CUDA under autocast (bf16 where the GPU supports it, else fp16).
 """
 
