@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The project needs torch>=2.4; locally we pin the build that installs from this network's mirror.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-fast lint bench venv clean train compare-models evaluate gpu-check region-bench gpu-predict
+.PHONY: demo test test-fast lint bench venv clean train compare-models evaluate gpu-check region-bench gpu-predict precision-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ compare-models: venv
 
 evaluate: venv
 	$(VENV)/bin/eoleads evaluate --held-out --demo-seeds --write-docs $(REAL_ARG)
+
+# fp32 against bf16 on the real pairs (REAL_PAIRS, LABELLED_PAIRS): does reduced precision move the change
+# polygons? Into docs/models.md. PRECISION_ARGS="--device cuda" compares the GPU's own autocast.
+PRECISION_ARGS ?=
+precision-check: venv
+	$(PY) -m pipeline.evaluation.precision $(LABELLED_PAIRS) $(REAL_PAIRS) $(PRECISION_ARGS) --out docs/models.md
 
 # On a lent GPU, about 3 minutes; GPU_CHECK_ARGS=--compile also times torch.compile.
 # A Hulunbuir-sized AOI over procedural imagery (nothing stored): REGION_FRACTION=1 runs the whole region

@@ -337,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zone-column", default="zone", help="that column (default: zone)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
-                   help="the model's arithmetic on a GPU (default: auto, bf16 where supported, else fp16)")
+                   help="the model's arithmetic (default: auto: on a GPU bf16 where supported, else fp16; on the CPU "
+                   "fp32; bf16 on the CPU needs AVX-512 or AMX)")
     p.add_argument("--compile", action="store_true", help="compile the model with torch.compile (slow start, "
                    "faster on a GPU)")
     p.add_argument("--batch-size", type=_positive, help="tiles per model call (default: as many as the GPU's free "

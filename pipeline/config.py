@@ -361,7 +361,8 @@ class DetectionConfig(_Strict):
     tile_overlap: int = Field(TILING.overlap, ge=0)
     batch_size: int = Field(TILING.batch_size, ge=1)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        "auto", description="the model's arithmetic on a GPU: auto (bf16 where supported, else fp16) or fp32")
+        "auto", description="the model's arithmetic: auto (on a GPU bf16 where supported, else fp16; on the "
+        "CPU fp32), bf16, fp16 or fp32 (bf16 on the CPU needs AVX-512 or AMX)")
     compile: bool = Field(False, description="compile the model with torch.compile (slow start, faster on a GPU)")
     thresholds: dict[CategoryId, Annotated[float, Field(gt=0, lt=1)]] = Field(  # type: ignore[valid-type]
         default_factory=dict, description="decision threshold per category, overriding the detector's")

@@ -19,7 +19,7 @@ from pipeline.atomic import write_json_atomic
 from pipeline.cluster import CellContext, run_cells, run_detector
 from pipeline.config import RunConfig, Windows
 from pipeline.detection.decision import decide
-from pipeline.detection.engine import prepare
+from pipeline.detection.engine import arithmetic, prepare
 from pipeline.detection.inference import predict_scene
 from pipeline.detection.probabilities import write_probabilities
 from pipeline.detection.vectorize import merge_across_cells, polygons_from_labels
@@ -115,6 +115,7 @@ def process_cell(cell: Cell, config: RunConfig, source: ImagerySource, zones: Zo
         zone_masks = zones.masks(grid)
     with timer("detect"):
         detector = prepare(detector, config.detection.precision, config.detection.compile)
+        record["arithmetic"] = arithmetic(detector)
         probs, stats = predict_scene(scene, zone_masks, detector, config.detection.tiling)
         unused = [i for i, c in enumerate(detector.categories)
                   if c not in config.categories or c in zones.switched_off]
@@ -293,7 +294,8 @@ def _cells_layer(cells: list[Cell], records: list[dict], crs: str) -> gpd.GeoDat
             {"cell_id": [c.id for c, _ in pairs], "epsg": epsg, "status": [r["status"] for _, r in pairs],
              "reason": [r.get("reason", "") for _, r in pairs],
              "detections": [r.get("detections", 0) for _, r in pairs],
-             "unobserved_pixels": [r.get("unobserved_aoi_pixels", 0) for _, r in pairs]},
+             "unobserved_pixels": [r.get("unobserved_aoi_pixels", 0) for _, r in pairs],
+             "arithmetic": [r.get("arithmetic", "") for _, r in pairs]},
             geometry=[c.geometry for c, _ in pairs], crs=f"EPSG:{epsg}").to_crs(crs))
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=crs)
 

@@ -20,6 +20,8 @@ import yaml
 from affine import Affine
 from pyproj import Transformer
 
+from detectors import DEFAULT_MODEL
+from detectors.model_card import ModelError
 from pipeline.config import load_config
 from pipeline.errors import InputError
 from pipeline.run import run
@@ -118,6 +120,31 @@ def test_damaged_cells_are_set_aside_and_done_again(tmp_path: Path) -> None:
     assert second.counts["cells_resumed"] == 15  # the one with an unreadable record was redone in the loop
     assert sorted(second.leads.lead_id) == sorted(first.leads.lead_id)
     assert len(list((tmp_path / "out" / "cells" / "damaged").iterdir())) == 2
+
+
+def test_a_run_resumed_at_another_precision_keeps_its_cells_and_each_says_what_it_ran_in(tmp_path: Path) -> None:
+    from pipeline.evaluation.bench import native_bf16
+
+    path = write_tiny_region(tmp_path)
+    _edit(path, detection={"detector": DEFAULT_MODEL, "precision": "fp32"})
+    first = run(load_config(path), path, progress=False)
+    cells = pyogrio.read_dataframe(tmp_path / "out" / "leads.gpkg", layer="cells")
+    assert (cells.status == "done").all() and (cells.arithmetic == "fp32 on cpu").all()
+    _edit(path, detection={"detector": DEFAULT_MODEL, "precision": "bf16"})
+    if not native_bf16():
+        shutil.rmtree(tmp_path / "out" / "cells" / cells.cell_id[0])
+        with pytest.raises(ModelError, match="no native bf16"):
+            run(load_config(path), path, progress=False)
+        return
+    assert run(load_config(path), path, progress=False).counts["cells_resumed"] == len(cells)
+    redone = cells.cell_id[0]
+    shutil.rmtree(tmp_path / "out" / "cells" / redone)
+    second = run(load_config(path), path, progress=False)
+    assert second.counts["cells_resumed"] == len(cells) - 1
+    again = pyogrio.read_dataframe(tmp_path / "out" / "leads.gpkg", layer="cells").set_index("cell_id").arithmetic
+    assert again[redone] == "bf16 on cpu" and (again.drop(redone) == "fp32 on cpu").all()
+    assert json.loads((tmp_path / "out" / "cells" / redone / "cell.json").read_text())["arithmetic"] == "bf16 on cpu"
+    assert len(second.leads) == len(first.leads)
 
 
 def test_two_shard_jobs_finishing_together_merge_once(tmp_path: Path) -> None:

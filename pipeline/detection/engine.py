@@ -100,14 +100,20 @@ class EngineOptions:
 
 
 def prepare(detector: Detector, precision: str = "auto", compile: bool = False) -> Detector:
-    """The detector set to run at `precision` on a GPU (auto: bf16 where supported, else fp16;
-    or bf16, fp16, fp32) and compiled with torch.compile if asked; a detector without a network
-    (the baseline) runs as it is."""
+    """The detector set to run at `precision` (auto: on a GPU bf16 where supported, else fp16, on the
+    CPU fp32; or bf16, fp16, fp32) and compiled with torch.compile if asked; a detector without a
+    network (the baseline) runs as it is."""
     if hasattr(detector, "precision"):
         detector.precision = precision
         if compile:
             detector.compile()
     return detector
+
+
+def arithmetic(detector: Detector) -> str:
+    """What the detector computes in and where, e.g. "bf16 on cuda", for each cell's record: cells of one
+    run may have run on different machines (a detector without a network computes in fp32)."""
+    return f"{getattr(detector, 'arithmetic', 'fp32')} on {getattr(detector, 'device', 'cpu')}"
 
 
 def fitting_batch_size(free_bytes: int, tile_bytes: int, share: float = GPU_MEMORY_SHARE) -> int:

@@ -153,16 +153,17 @@ def _peak_rss_mb() -> float:
     return max(max_rss_mb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
-def child_detect(before: Path, after: Path, out: Path, tiles: int, repeats: int) -> dict:
+def child_detect(before: Path, after: Path, out: Path, tiles: int, repeats: int, precision: str = "auto") -> dict:
     """`detect` `repeats` times on one pair, each run followed by the same detector alone on tiles
     held in memory (forward pass; features and forward; up to MODEL_TILES, scaled to the scene's
     `tiles`), so that every ratio of end to end against the model alone is between figures taken
-    one after the other."""
+    one after the other; both at `precision`."""
     from detectors import load_detector
     from pipeline.detect import detect
+    from pipeline.detection.engine import prepare
     from pipeline.detection.tiling import TILING
 
-    detector = load_detector(DEFAULT_MODEL, None, "cpu")
+    detector = prepare(load_detector(DEFAULT_MODEL, None, "cpu"), precision)
     tile_before, tile_after, valid = pair_tiles(before, after, detector, TILING.batch_size)
     stack = detector.inputs(tile_before, tile_after, valid, {})
     calls = math.ceil(min(tiles, MODEL_TILES) / len(stack))
@@ -181,7 +182,7 @@ def child_detect(before: Path, after: Path, out: Path, tiles: int, repeats: int)
         timer = StageTimer()
         start = time.perf_counter()
         with _detect_stages(timer), RssByStage(timer) as rss:
-            detect(before, after, out / f"run{i}", DEFAULT_MODEL, device="cpu")
+            detect(before, after, out / f"run{i}", DEFAULT_MODEL, device="cpu", precision=precision)
         seconds.append(time.perf_counter() - start)
         stages.append(dict(timer.seconds))
         for stage, mb in rss.peak_mb.items():
@@ -294,6 +295,9 @@ def bench_scale(sizes: tuple[int, ...] = SIZES, repeats: int = 3, rss_cap_mb: fl
                                        out=Path(tmp) / f"out{size}", tiles=scene_tiles(size), repeats=repeats)
                        for size in sizes}
         smallest = min(sizes)
+        reduced = (run_child("detect", rss_cap_mb, before=pairs[smallest][0], after=pairs[smallest][1],
+                             out=Path(tmp) / f"bf16-{smallest}", tiles=scene_tiles(smallest), repeats=repeats,
+                             precision="bf16") if native_bf16() else None)
         loop = run_child("torchgeo", rss_cap_mb, before=pairs[smallest][0], after=pairs[smallest][1],
                          repeats=repeats, reference=Path(tmp) / f"out{smallest}" / "run0" / "probabilities.tif")
         region_text = region_lines(Path(tmp) / "region") if region else None
@@ -306,7 +310,8 @@ def bench_scale(sizes: tuple[int, ...] = SIZES, repeats: int = 3, rss_cap_mb: fl
              "engine's stages take turns in one thread; scenes wider than 4096 px run in strips of columns, "
              "whose seams run one column of tiles twice).", ""]
     lines += _scale_table(detect_runs, rss_cap_mb)
-    lines += ["", *_model_table(detect_runs), "", *_loop_lines(detect_runs[smallest], loop, smallest)]
+    lines += ["", *_model_table(detect_runs), "", *_precision_lines(detect_runs[smallest], reduced, smallest),
+              "", *_loop_lines(detect_runs[smallest], loop, smallest)]
     if region_text:
         lines += ["", region_text]
     lines.append(SCALE_END)
@@ -379,6 +384,41 @@ def _model_table(runs: dict[int, dict]) -> list[str]:
         ratio = statistics.median(m / e for m, e in zip(run["model_seconds"], run["seconds"], strict=True))
         lines.append(f"| {size}² | {tiles} | {_rate(px, alone)} | {_rate(px, with_features)} | "
                      f"{_rate(px, _median_seconds(run))} | {100 * ratio:.0f} % |")
+    return lines
+
+
+def native_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (`--precision bf16` is refused on the CPU otherwise)."""
+    from detectors.learned import check_cpu_precision
+    from detectors.model_card import ModelError
+
+    try:
+        check_cpu_precision("bf16")
+    except ModelError:
+        return False
+    return True
+
+
+def _precision_lines(fp32: dict, bf16: dict | None, size: int) -> list[str]:
+    """`detect` and the model alone at bf16 beside fp32 on one size, where the CPU runs bf16 natively."""
+    lines = ["### At bf16 on the CPU (`--precision bf16`)", ""]
+    if bf16 is None:
+        return [*lines, "This CPU has no native bf16 arithmetic (AVX-512 or AMX): not measured."]
+    px = size * size
+    lines += [f"The same {size}² pair and tiles, each precision in its own process (the model alone timed "
+              "right after each run, as above); how far bf16's answers are from fp32's on real pairs: "
+              "[models.md](models.md#reduced-precision).", "",
+              "| precision | end to end s | end to end Mpx/s | model alone Mpx/s | end to end / model alone |",
+              "|---|---:|---:|---:|---:|"]
+    for name, run in (("fp32", fp32), ("bf16", bf16)):
+        if "seconds" not in run:
+            lines.append(f"| {name} | — | — | — | — |")
+            continue
+        ratio = statistics.median(m / e for m, e in zip(run["model_seconds"], run["seconds"], strict=True))
+        lines.append(f"| {name} | {_median_seconds(run):.1f} | {_rate(px, _median_seconds(run))} | "
+                     f"{_rate(px, statistics.median(run['model_seconds']))} | {100 * ratio:.0f} % |")
+    if "seconds" in fp32 and "seconds" in bf16:
+        lines += ["", f"`detect` at bf16 runs at {_median_seconds(fp32) / _median_seconds(bf16):.2f}x fp32's rate."]
     return lines
 
 

@@ -40,6 +40,7 @@ FIELD_ALIASES_ZH: dict[str, str] = {
     "valid_to": "到期日期", "reclaim_by": "复垦期限", "source_file": "来源文件", "issues": "问题",
     # cells
     "epsg": "投影（EPSG）", "detections": "检测数", "unobserved_pixels": "未观测像元数",
+    "arithmetic": "运算精度",
     # run
     "key": "项目", "value": "值",
 }

@@ -14,7 +14,7 @@ from detectors import DEFAULT_MODEL
 from detectors.bands import REFLECTANCE_BANDS
 from detectors.categories import CATEGORY_IDS, CLASSIFIED_IDS, Zone
 from detectors.features import CONTEXT_ZONES, FEATURE_NAMES, UNKNOWN_ZONE, feature_stack
-from detectors.learned import WEIGHTS_DIR, SegmentationDetector, folded_batch_norms
+from detectors.learned import WEIGHTS_DIR, SegmentationDetector, check_cpu_precision, folded_batch_norms
 from detectors.model_card import ModelCard, ModelError
 from pipeline.training.scenes import SceneArrays
 from pipeline.training.train import TrainingRecipe, fit, read_checkpoint
@@ -213,6 +213,48 @@ def test_predictions_respect_zones_and_unseen_pixels(shipped_and_tile) -> None:
     assert np.all(out[:, CATEGORY_IDS.index("forest")] == 0)
     assert np.all(out[:, :, :10] == 0)
     assert np.all((out >= 0) & (out <= 1))
+
+
+def _cpu_runs(precision: str) -> bool:
+    try:
+        check_cpu_precision(precision)
+    except ModelError:
+        return False
+    return True
+
+
+def test_auto_precision_on_the_cpu_keeps_fp32s_answers(shipped_and_tile) -> None:
+    det, before, after, valid, zones = shipped_and_tile
+    det.precision = "fp32"
+    fp32 = det.predict(before[:2], after[:2], valid[:2], {z: m[:2] for z, m in zones.items()})
+    det.precision = "auto"
+    auto = det.predict(before[:2], after[:2], valid[:2], {z: m[:2] for z, m in zones.items()})
+    np.testing.assert_array_equal(auto, fp32)
+
+
+def test_bf16_on_the_cpu_runs_in_bf16_or_is_refused_naming_the_fix(shipped_and_tile) -> None:
+    det, before, after, valid, zones = shipped_and_tile
+    args = before[:2], after[:2], valid[:2], {z: m[:2] for z, m in zones.items()}
+    fp32 = det.predict(*args)
+    if not _cpu_runs("bf16"):
+        with pytest.raises(ModelError, match=r"no native bf16.+use precision fp32"):
+            det.precision = "bf16"
+        assert det.precision == "auto"
+        return
+    det.precision = "bf16"
+    try:
+        reduced = det.predict(*args)
+    finally:
+        det.precision = "auto"
+    diff = np.abs(reduced - fp32)
+    assert 0 < diff.max() < 0.2  # it ran in bf16 (answers moved), and close to fp32
+    assert (reduced.argmax(1) == fp32.argmax(1)).mean() > 0.99
+
+
+def test_an_unknown_precision_is_refused(shipped_and_tile) -> None:
+    det = shipped_and_tile[0]
+    with pytest.raises(ModelError, match="'fp8' is not one of auto, bf16, fp16, fp32"):
+        det.precision = "fp8"
 
 
 @pytest.mark.slow

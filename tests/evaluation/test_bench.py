@@ -104,6 +104,12 @@ def test_quick_bench_writes_a_well_formed_section(tmp_path: Path) -> None:
     assert re.search(r"Peak resident memory from \d+ to \d+ MiB across the sizes, \+\d+ %: (flat|not flat)", section)
     model = _table_rows(section, "| scene | tiles |")
     assert len(model) == len(bench.QUICK_SIZES) and all(row[-1].endswith("%") for row in model)
+    if bench.native_bf16():
+        reduced = _table_rows(section, "| precision | end to end s |")
+        assert [r[0] for r in reduced] == ["fp32", "bf16"] and all(float(r[1]) > 0 for r in reduced)
+        assert re.search(r"`detect` at bf16 runs at \d+\.\d\dx fp32's rate", section)
+    else:
+        assert "no native bf16" in section and "| precision | end to end s |" not in section
     loop = _table_rows(section, "| loop | seconds |")
     assert [r[0] for r in loop] == ["`detect`", "TorchGeo-style"]
     assert re.search(r"`detect` runs at \d+\.\dx the TorchGeo-style loop's rate", section)

@@ -23,7 +23,7 @@ LAYER_COLUMNS = {
     "detections": [*DETECTION_COLUMNS, "area_m2", "status", "lead_id"],
     "permits": [*PERMIT_FIELDS, "source_file", "issues", "src_许可证号", "src_permit_id"],
     "aoi": ["source_file"],
-    "cells": ["cell_id", "epsg", "status", "reason", "detections", "unobserved_pixels"],
+    "cells": ["cell_id", "epsg", "status", "reason", "detections", "unobserved_pixels", "arithmetic"],
     "run": ["key", "value"],
 }
 
