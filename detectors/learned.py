@@ -124,6 +124,23 @@ def check_cpu_precision(precision: str) -> None:
                          "slower than fp32; use precision fp32 (or auto)")
 
 
+def cuda_has_bf16() -> bool:
+    """Whether the GPU computes in bf16 natively (Ampere and later, or ROCm): before that, cuDNN has no bf16
+    convolutions, although `torch.cuda.is_bf16_supported()` may say yes (it counts emulation)."""
+    import torch
+
+    return bool(torch.version.hip) or torch.cuda.get_device_capability() >= (8, 0)
+
+
+def check_cuda_precision(precision: str) -> None:
+    """Raise if `precision` is bf16 and the GPU has none of its own."""
+    import torch
+
+    if precision == "bf16" and not cuda_has_bf16():
+        raise ModelError(f"precision 'bf16' was asked for, but {torch.cuda.get_device_name()} has no bf16 "
+                         "arithmetic; use precision fp16 (or auto, which picks it on this GPU)")
+
+
 def pick_device(requested: str) -> str:
     """'cuda' when asked for or available under 'auto', else 'cpu'."""
     import torch
@@ -179,8 +196,8 @@ class SegmentationDetector:
     def precision(self, precision: str) -> None:
         if precision not in PRECISIONS:
             raise ModelError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-        if not self.device.startswith("cuda") and precision in _CPU_SUPPORT:
-            check_cpu_precision(precision)
+        if precision in _CPU_SUPPORT:
+            (check_cuda_precision if self.device.startswith("cuda") else check_cpu_precision)(precision)
         self._precision = precision
 
     @property
@@ -198,7 +215,7 @@ class SegmentationDetector:
             return None
         if not self.device.startswith("cuda"):  # on the CPU only when asked for: "auto" keeps fp32's answers
             return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        if self.precision == "fp16" or (self.precision == "auto" and not torch.cuda.is_bf16_supported()):
+        if self.precision == "fp16" or (self.precision == "auto" and not cuda_has_bf16()):
             return torch.float16
         return torch.bfloat16
 

@@ -14,7 +14,13 @@ from detectors import DEFAULT_MODEL
 from detectors.bands import REFLECTANCE_BANDS
 from detectors.categories import CATEGORY_IDS, CLASSIFIED_IDS, Zone
 from detectors.features import CONTEXT_ZONES, FEATURE_NAMES, UNKNOWN_ZONE, feature_stack
-from detectors.learned import WEIGHTS_DIR, SegmentationDetector, check_cpu_precision, folded_batch_norms
+from detectors.learned import (
+    WEIGHTS_DIR,
+    SegmentationDetector,
+    check_cpu_precision,
+    check_cuda_precision,
+    folded_batch_norms,
+)
 from detectors.model_card import ModelCard, ModelError
 from pipeline.training.scenes import SceneArrays
 from pipeline.training.train import TrainingRecipe, fit, read_checkpoint
@@ -249,6 +255,24 @@ def test_bf16_on_the_cpu_runs_in_bf16_or_is_refused_naming_the_fix(shipped_and_t
     diff = np.abs(reduced - fp32)
     assert 0 < diff.max() < 0.2  # it ran in bf16 (answers moved), and close to fp32
     assert (reduced.argmax(1) == fp32.argmax(1)).mean() > 0.99
+
+
+@pytest.mark.parametrize(("capability", "hip", "refused"), [((7, 5), None, True), ((8, 0), None, False),
+                                                         ((9, 0), None, False), ((7, 0), "6.2", False)])
+def test_bf16_on_a_gpu_without_it_is_refused_naming_fp16(monkeypatch, capability, hip, refused) -> None:
+    """A T4 or V100 (compute capability 7.x) has no bf16 convolutions; torch may still report bf16 as
+    supported there, emulated. The GPU itself cannot be had here, so its answers are given."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    monkeypatch.setattr(torch.version, "hip", hip)
+    if refused:
+        with pytest.raises(ModelError, match="Tesla T4 has no bf16 arithmetic; use precision fp16"):
+            check_cuda_precision("bf16")
+    else:
+        check_cuda_precision("bf16")
+    check_cuda_precision("fp16")  # fp16 is every CUDA GPU's
 
 
 def test_an_unknown_precision_is_refused(shipped_and_tile) -> None:
