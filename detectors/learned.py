@@ -6,8 +6,9 @@ if their sha256 matches the card. For inference each batch normalisation that fo
 convolution is folded into it, and the forward pass runs in channels_last on every device (on
 the CPU the two make the network 1.6x faster: oneDNN's convolutions are faster in that layout),
 and under autocast: on CUDA by default (bf16 where the GPU supports it, else fp16), on the CPU
-when asked for (bf16 where oneDNN runs it natively, AVX-512 or AMX: 1.7x faster than fp32 on an
-AVX-512 EPYC, at answers that differ from fp32's by up to a few hundredths; docs/models.md).
+when asked for (bf16 where oneDNN runs it natively, AVX-512 or AMX: the network 1.7-2x faster than
+fp32 on an AVX-512 EPYC; probabilities move by up to 0.1 at a few pixels, the flagged area by a
+median 0.3 % on real pairs: docs/models.md).
 """
 
 from __future__ import annotations
