@@ -114,12 +114,19 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 _CPU_SUPPORT = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}
 
 
-def check_cpu_precision(precision: str) -> None:
-    """Raise unless this CPU runs `precision` (bf16, fp16) natively: emulated, it is slower than fp32."""
+def cpu_runs_natively(precision: str) -> bool:
+    """Whether oneDNN runs `precision` (bf16, fp16) natively on this CPU; fp32 and auto always run."""
     import torch
 
+    if precision not in _CPU_SUPPORT:
+        return True
     probe = getattr(torch.ops.mkldnn, _CPU_SUPPORT[precision], None)
-    if probe is None or not torch.backends.mkldnn.is_available() or not probe():
+    return probe is not None and torch.backends.mkldnn.is_available() and bool(probe())
+
+
+def check_cpu_precision(precision: str) -> None:
+    """Raise unless this CPU runs `precision` natively: emulated, bf16 or fp16 is slower than fp32."""
+    if not cpu_runs_natively(precision):
         raise ModelError(f"precision {precision!r} was asked for on the CPU, but this CPU has no native {precision} "
                          "arithmetic (bf16 needs AVX-512 or AMX, fp16 AVX-512-FP16 or AMX-FP16): it would run "
                          "slower than fp32; use precision fp32 (or auto)")
@@ -197,8 +204,7 @@ class SegmentationDetector:
     def precision(self, precision: str) -> None:
         if precision not in PRECISIONS:
             raise ModelError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-        if precision in _CPU_SUPPORT:
-            (check_cuda_precision if self.device.startswith("cuda") else check_cpu_precision)(precision)
+        (check_cuda_precision if self.device.startswith("cuda") else check_cpu_precision)(precision)
         self._precision = precision
 
     @property

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from detectors import DEFAULT_MODEL
+from detectors.learned import PRECISIONS
 from detectors.model_card import ModelError
 from pipeline.demo import DEMO_SEED
 from pipeline.errors import EoleadsError
@@ -336,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zones", help="zone layer with a column naming each feature's zone (docs/configuration.md)")
     p.add_argument("--zone-column", default="zone", help="that column (default: zone)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the model's arithmetic (default: auto: on a GPU bf16 where supported, else fp16; on the CPU "
                    "fp32; bf16 on the CPU needs AVX-512 or AMX)")
     p.add_argument("--compile", action="store_true", help="compile the model with torch.compile (slow start, "

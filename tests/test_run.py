@@ -21,6 +21,7 @@ from affine import Affine
 from pyproj import Transformer
 
 from detectors import DEFAULT_MODEL
+from detectors.learned import cpu_runs_natively
 from detectors.model_card import ModelError
 from pipeline.config import load_config
 from pipeline.errors import InputError
@@ -123,15 +124,13 @@ def test_damaged_cells_are_set_aside_and_done_again(tmp_path: Path) -> None:
 
 
 def test_a_run_resumed_at_another_precision_keeps_its_cells_and_each_says_what_it_ran_in(tmp_path: Path) -> None:
-    from pipeline.evaluation.bench import native_bf16
-
     path = write_tiny_region(tmp_path)
     _edit(path, detection={"detector": DEFAULT_MODEL, "precision": "fp32"})
     first = run(load_config(path), path, progress=False)
     cells = pyogrio.read_dataframe(tmp_path / "out" / "leads.gpkg", layer="cells")
     assert (cells.status == "done").all() and (cells.arithmetic == "fp32 on cpu").all()
     _edit(path, detection={"detector": DEFAULT_MODEL, "precision": "bf16"})
-    if not native_bf16():
+    if not cpu_runs_natively("bf16"):
         shutil.rmtree(tmp_path / "out" / "cells" / cells.cell_id[0])
         with pytest.raises(ModelError, match="no native bf16"):
             run(load_config(path), path, progress=False)

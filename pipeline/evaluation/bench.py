@@ -35,6 +35,7 @@ import numpy as np
 
 from detectors import DEFAULT_MODEL
 from detectors.bands import REFLECTANCE_BANDS
+from detectors.learned import cpu_runs_natively
 from pipeline.evaluation.report import machine, software, write_section
 from pipeline.profiling import RssByStage, StageTimer, max_rss_mb, rss_mb
 
@@ -297,7 +298,7 @@ def bench_scale(sizes: tuple[int, ...] = SIZES, repeats: int = 3, rss_cap_mb: fl
         smallest = min(sizes)
         reduced = (run_child("detect", rss_cap_mb, before=pairs[smallest][0], after=pairs[smallest][1],
                              out=Path(tmp) / f"bf16-{smallest}", tiles=scene_tiles(smallest), repeats=repeats,
-                             precision="bf16") if native_bf16() else None)
+                             precision="bf16") if cpu_runs_natively("bf16") else None)
         loop = run_child("torchgeo", rss_cap_mb, before=pairs[smallest][0], after=pairs[smallest][1],
                          repeats=repeats, reference=Path(tmp) / f"out{smallest}" / "run0" / "probabilities.tif")
         region_text = region_lines(Path(tmp) / "region") if region else None
@@ -385,18 +386,6 @@ def _model_table(runs: dict[int, dict]) -> list[str]:
         lines.append(f"| {size}² | {tiles} | {_rate(px, alone)} | {_rate(px, with_features)} | "
                      f"{_rate(px, _median_seconds(run))} | {100 * ratio:.0f} % |")
     return lines
-
-
-def native_bf16() -> bool:
-    """Whether this CPU runs bf16 natively (`--precision bf16` is refused on the CPU otherwise)."""
-    from detectors.learned import check_cpu_precision
-    from detectors.model_card import ModelError
-
-    try:
-        check_cpu_precision("bf16")
-    except ModelError:
-        return False
-    return True
 
 
 def _precision_lines(fp32: dict, bf16: dict | None, size: int) -> list[str]:

@@ -17,8 +17,8 @@ from detectors.features import CONTEXT_ZONES, FEATURE_NAMES, UNKNOWN_ZONE, featu
 from detectors.learned import (
     WEIGHTS_DIR,
     SegmentationDetector,
-    check_cpu_precision,
     check_cuda_precision,
+    cpu_runs_natively,
     folded_batch_norms,
 )
 from detectors.model_card import ModelCard, ModelError
@@ -221,14 +221,6 @@ def test_predictions_respect_zones_and_unseen_pixels(shipped_and_tile) -> None:
     assert np.all((out >= 0) & (out <= 1))
 
 
-def _cpu_runs(precision: str) -> bool:
-    try:
-        check_cpu_precision(precision)
-    except ModelError:
-        return False
-    return True
-
-
 def test_auto_precision_on_the_cpu_keeps_fp32s_answers(shipped_and_tile) -> None:
     det, before, after, valid, zones = shipped_and_tile
     det.precision = "fp32"
@@ -242,7 +234,7 @@ def test_bf16_on_the_cpu_runs_in_bf16_or_is_refused_naming_the_fix(shipped_and_t
     det, before, after, valid, zones = shipped_and_tile
     args = before[:2], after[:2], valid[:2], {z: m[:2] for z, m in zones.items()}
     fp32 = det.predict(*args)
-    if not _cpu_runs("bf16"):
+    if not cpu_runs_natively("bf16"):
         with pytest.raises(ModelError, match=r"no native bf16.+use precision fp32"):
             det.precision = "bf16"
         assert det.precision == "auto"

@@ -14,6 +14,7 @@ import rasterio
 
 from detectors.bands import REFLECTANCE_BANDS
 from detectors.categories import CATEGORY_IDS
+from detectors.learned import cpu_runs_natively
 from pipeline.detection.probabilities import PROBABILITY_NODATA, probabilities_as_uint8
 from pipeline.evaluation import bench, gpucheck
 from pipeline.evaluation.torchgeo_loop import torchgeo_loop
@@ -104,7 +105,7 @@ def test_quick_bench_writes_a_well_formed_section(tmp_path: Path) -> None:
     assert re.search(r"Peak resident memory from \d+ to \d+ MiB across the sizes, \+\d+ %: (flat|not flat)", section)
     model = _table_rows(section, "| scene | tiles |")
     assert len(model) == len(bench.QUICK_SIZES) and all(row[-1].endswith("%") for row in model)
-    if bench.native_bf16():
+    if cpu_runs_natively("bf16"):
         reduced = _table_rows(section, "| precision | end to end s |")
         assert [r[0] for r in reduced] == ["fp32", "bf16"] and all(float(r[1]) > 0 for r in reduced)
         assert re.search(r"`detect` at bf16 runs at \d+\.\d\dx fp32's rate", section)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from detectors.learned import cpu_runs_natively
 from detectors.model_card import ModelError
 from pipeline.evaluation import bench
 from pipeline.evaluation.precision import BEGIN, END, compare_pair, main
@@ -39,7 +40,7 @@ def test_bf16_is_compared_with_fp32_and_written_into_the_page(labelled_pair: Pat
     page = tmp_path / "models.md"
     page.write_text("# Models\n\nKept.\n")
     args = [str(labelled_pair.parent), "--work", str(tmp_path / "work"), "--out", str(page)]
-    if not bench.native_bf16():
+    if not cpu_runs_natively("bf16"):
         with pytest.raises(ModelError, match="no native bf16"):
             main(args)
         return
