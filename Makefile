@@ -38,11 +38,13 @@ REAL_PAIRS ?=
 LABELLED_PAIRS ?=
 REAL_ARG = $(if $(REAL_PAIRS),--real-pairs $(REAL_PAIRS)) $(if $(LABELLED_PAIRS),--labelled-pairs $(LABELLED_PAIRS))
 
-# auto: the GPU when torch sees one (bf16 autocast, channels_last), else the CPU
+# device auto: the GPU when torch sees one, else the CPU; precision auto: on a GPU bf16 autocast
+# (fp16 with a loss scaler where it has no bf16), on the CPU fp32, as the shipped weights were trained
 TRAIN_DEVICE ?= auto
+TRAIN_PRECISION ?= auto
 
 train: venv
-	$(VENV)/bin/eoleads train --device $(TRAIN_DEVICE) $(REAL_ARG)
+	$(VENV)/bin/eoleads train --device $(TRAIN_DEVICE) --precision $(TRAIN_PRECISION) $(REAL_ARG)
 
 compare-models: venv
 	$(PY) -m pipeline.evaluation.compare $(REAL_ARG)

@@ -209,7 +209,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         recipe = replace(recipe, seed=args.seed)
     real, labelled = _pair_folder(args.real_pairs), _pair_folder(args.labelled_pairs)
     card = train(recipe, Path(args.data), real, labelled, Path(args.out), progress=not args.quiet,
-                 workers=args.workers, device=args.device)
+                 workers=args.workers, device=args.device, precision=args.precision)
     print(f"model written: {card} and {card.with_suffix('.safetensors')}")
     return 0
 
@@ -361,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed (default: the recipe's)")
     p.add_argument("--workers", type=int, default=2, help="processes simulating scenes (default: 2)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (default: auto)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="arithmetic of the forward pass, weights fp32 (default: auto, which is bf16 on a GPU that has "
+                   "it, fp16 with a loss scaler on an older one, fp32 on the CPU, the shipped weights' arithmetic; "
+                   "bf16 on a CPU that runs it natively is faster and gives other weights)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("calibrate", help="choose a trained model's thresholds again, weights untouched",

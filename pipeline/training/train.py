@@ -29,6 +29,7 @@ from pipeline.errors import InputError
 from pipeline.evaluation.calibration import calibrate_detector
 from pipeline.simulator.real_texture import TextureBank
 from pipeline.sources.labelled import LabelledPair, load_labelled_pairs
+from pipeline.training.arithmetic import training_arithmetic
 from pipeline.training.chips import ChipSampler
 from pipeline.training.real_chips import Mixture, RealChangeSampler, load_unlabelled
 from pipeline.training.scenes import SceneArrays, make_scenes
@@ -136,7 +137,8 @@ def _partial_loss(logits, target, weights, partial_weight: float = 1.0):
 
 
 def train(recipe: TrainingRecipe, data: Path, real_pairs: Path | None = None, labelled_pairs: Path | None = None,
-          out: Path = WEIGHTS_DIR, progress: bool = True, workers: int = 2, device: str = "auto") -> Path:
+          out: Path = WEIGHTS_DIR, progress: bool = True, workers: int = 2, device: str = "auto",
+          precision: str = "auto") -> Path:
     """Simulate (or reuse) the recipe's scenes, read the real pairs (never copied), fit, calibrate,
     and write `out/<name>.safetensors` and `out/<name>.json`; returns the card path.
 
@@ -156,7 +158,8 @@ def train(recipe: TrainingRecipe, data: Path, real_pairs: Path | None = None, la
     pair_names = tuple(n for n in recipe.train_pairs if real_pairs and (Path(real_pairs) / n).is_dir())
     backgrounds = load_unlabelled(real_pairs, pair_names) if real_pairs else []
     return fit(recipe, scenes, validation, cities, backgrounds, Path(data) / f"{recipe.name}.checkpoint.safetensors",
-               Path(out), {"real_pairs": list(pair_names), "labelled_cities": list(city_names)}, progress, device)
+               Path(out), {"real_pairs": list(pair_names), "labelled_cities": list(city_names)}, progress, device,
+               precision)
 
 
 def recalibrate(card_path: Path, data: Path, labelled_pairs: Path | None = None, progress: bool = True,
@@ -240,11 +243,13 @@ def _optimiser_state(tensors: dict, param_groups: list[dict]) -> dict:
 
 def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[SceneArrays], cities: list[LabelledPair],
         backgrounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]], checkpoint: Path, out: Path,
-        provenance: dict | None = None, progress: bool = True, device: str = "cpu") -> Path:
+        provenance: dict | None = None, progress: bool = True, device: str = "cpu", precision: str = "auto") -> Path:
     """The training loop, resumable from `checkpoint` (a .safetensors file); writes weights and card into `out`.
 
     Thresholds are calibrated on the validation scenes and the training cities (never held-out
-    ones). On CUDA the forward pass runs under bf16 autocast in channels_last; the weights stay fp32.
+    ones). The forward pass runs in `precision` (pipeline.training.arithmetic: by default on a GPU
+    bf16, or fp16 with a loss scaler where it has no bf16, in channels_last; fp32 on the CPU); the
+    weights stay fp32.
     """
     import torch
     from safetensors.torch import save_file
@@ -262,9 +267,9 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
     std = np.asarray(stats["std"], dtype=np.float32)
 
     device = pick_device(device)
-    cuda = device.startswith("cuda")
+    arithmetic = training_arithmetic(device, precision)
     net = recipe.architecture().build().to(device)
-    if cuda:
+    if arithmetic.channels_last:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.learning_rate, total_steps=recipe.steps,
@@ -281,6 +286,11 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
             step, losses = state["step"], state["losses"]
             sampler.rng.bit_generator.state = state["sampler_rng"]
             torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+            arithmetic.restore(state)
+            before = state.get("arithmetic", "fp32")
+            if before != arithmetic.name:
+                log.warning("%s was trained in %s up to step %d and goes on in %s: the weights will be those of "
+                            "neither arithmetic alone", checkpoint, before, step, arithmetic.name)
         else:
             log.warning("%s is of another recipe or other data; training starts from step 0", checkpoint)
 
@@ -291,19 +301,16 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
                          "optimizer_param_groups": opt.state_dict()["param_groups"],
                          "scheduler": sched.state_dict(), "step": step, "losses": losses,
                          "sampler_rng": sampler.rng.bit_generator.state,
-                         "torch_rng": torch.get_rng_state().tolist()})
+                         "torch_rng": torch.get_rng_state().tolist(), **arithmetic.state()})
 
     net.train()
     bar = tqdm(total=recipe.steps, initial=step, desc=f"training {recipe.name}", unit="step", disable=not progress)
     while step < min(recipe.steps, recipe.stop_after or recipe.steps):
         x, y = (first if step < recipe.simulated_only_steps else sampler).batch(recipe.batch_size)
         xt = torch.from_numpy(standardise(x, mean, std)).to(device)  # as the detector does at run time
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            logits = net(xt.contiguous(memory_format=torch.channels_last) if cuda else xt)
+        logits = arithmetic.forward(net, xt)
         loss = _loss(logits.float(), torch.from_numpy(y).to(device), class_weights, recipe.partial_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        arithmetic.step(loss, opt)
         sched.step()
         step += 1
         losses.append(round(loss.item(), 5))
@@ -337,6 +344,7 @@ def fit(recipe: TrainingRecipe, scenes: list[SceneArrays], validation: list[Scen
                      "loss_median_per_100_steps": [float(np.median(losses[i:i + 100]))
                                                    for i in range(0, len(losses), 100)],
                      "trained_on": f"{platform.machine()}, torch {torch.__version__}",
+                     "arithmetic": f"{arithmetic.name} on {arithmetic.device_type}",
                      "date": datetime.now(UTC).date().isoformat()},
         "metrics": {"validation_objects": val_metrics},
         "versions": _versions(),

@@ -50,10 +50,11 @@ TINY = TrainingRecipe(name="tiny", steps=24, batch_size=4, chip_size=64, learnin
                       train_scenes=(), validation_scenes=())
 
 
-def _fit(tmp: Path, recipe: TrainingRecipe = TINY) -> Path:
+def _fit(tmp: Path, recipe: TrainingRecipe = TINY, precision: str = "auto") -> Path:
     rng = np.random.default_rng(0)
     scenes = [tiny_scene(rng) for _ in range(3)]
-    return fit(recipe, scenes, [tiny_scene(rng)], [], [], tmp / "ckpt.safetensors", tmp / "weights", progress=False)
+    return fit(recipe, scenes, [tiny_scene(rng)], [], [], tmp / "ckpt.safetensors", tmp / "weights", progress=False,
+               precision=precision)
 
 
 def test_feature_stack_marks_unknown_zones_and_hides_unseen_pixels() -> None:
@@ -75,6 +76,7 @@ def test_short_training_lowers_the_loss_and_writes_a_verified_model(tmp_path: Pa
     card_path = _fit(tmp_path)
     card = ModelCard.read(card_path)
     assert card.training["steps_done"] == 24
+    assert card.training["arithmetic"] == "fp32 on cpu"  # the shipped weights' arithmetic, by default
     det = SegmentationDetector.load(card_path, device="cpu")
     assert det.card.weights_sha256 == card.weights_sha256
     assert set(det.thresholds) == set(CATEGORY_IDS)

@@ -24,7 +24,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
     whole = _fit(tmp_path / "whole")
     _fit(tmp_path / "parts", replace(TINY, stop_after=12))  # interrupted at a checkpoint
     tensors, state = read_checkpoint(tmp_path / "parts" / "ckpt.safetensors")
-    assert state["step"] == 12 and len(state["losses"]) == 12
+    assert state["step"] == 12 and len(state["losses"]) == 12 and state["arithmetic"] == "fp32"
     assert any(k.startswith("optimizer.") for k in tensors) and any(k.startswith("model.") for k in tensors)
     resumed = _fit(tmp_path / "parts")
     assert ModelCard.read(resumed).training["steps_done"] == TINY.steps
