@@ -13,13 +13,23 @@ import pandas as pd
 from pipeline.atomic import write_text_atomic
 
 
+def vector_units(flags: set[str]) -> str:
+    """The widest vector arithmetic of a CPU's flags (/proc/cpuinfo): hosts of one model name differ in
+    it, and the network's speed (and whether bf16 runs natively) with it."""
+    if "avx512f" in flags:
+        return "AVX-512 with bf16" if {"avx512_bf16", "amx_bf16"} & flags else "AVX-512"
+    return "AVX2" if "avx2" in flags else "no AVX2"
+
+
 def machine() -> str:
-    """CPU model, cores and memory, as the benchmark table states them."""
+    """CPU model and vector units, cores and memory, as the benchmark table states them."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                cpu += f" ({vector_units(set(line.split(':', 1)[1].split()))})"
                 break
         mem_kb = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines()
                       if x.startswith("MemTotal"))
