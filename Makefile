@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The project needs torch>=2.4; locally we pin the build that installs from this network's mirror.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-fast lint bench venv clean train compare-models evaluate gpu-check region-bench gpu-predict precision-check
+.PHONY: wheelhouse venv-offline demo test test-fast lint bench venv clean train compare-models evaluate gpu-check region-bench gpu-predict precision-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,16 @@ gpu-check: venv
 # No GPU needed: what an H100-class card would do for all of Hulunbuir, from this CPU's figures.
 gpu-predict: venv
 	$(PY) -m pipeline.evaluation.gpucheck --predict --out docs/benchmarks.md
+
+# A host without registry access (docs/offline.md): `make wheelhouse` where a registry can be reached
+# gathers the wheels; `make venv-offline` on the host builds .venv from them beside the host's torch.
+WHEELHOUSE ?= dist/wheelhouse
+WHEELHOUSE_ARGS ?=
+wheelhouse: venv
+	$(PY) -m pipeline.wheelhouse collect --out $(WHEELHOUSE) $(WHEELHOUSE_ARGS)
+
+venv-offline:
+	$(PYTHON) -m pipeline.wheelhouse install --wheelhouse $(WHEELHOUSE) --venv $(VENV)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -138,9 +138,9 @@ def _demo_timing(device: str, repeats: int, tmp: Path) -> str:
 
 
 def engine_lines(device: str, folder: Path, size: int = 4096, compile: bool = False, repeats: int = 2,
-                 batch: int = 64) -> list[str]:
-    """The streaming engine on `device` at bf16 and fp32: the model alone on tiles held in memory, `detect`
-    end to end on a synthetic pair, each with its peak GPU memory; rates in Mpx of the scene per second."""
+                 batch: int = 64, precisions: tuple[str, ...] = ("bf16", "fp32")) -> list[str]:
+    """The streaming engine on `device` at each of `precisions`: the model alone on tiles held in memory,
+    `detect` end to end on a synthetic pair, each with its peak GPU memory; rates in Mpx of the scene per second."""
     import torch
 
     from detectors import load_detector
@@ -164,7 +164,7 @@ def engine_lines(device: str, folder: Path, size: int = 4096, compile: bool = Fa
         torch.cuda.reset_peak_memory_stats()
         return f"{peak:.0f}"
 
-    for precision in ("bf16", "fp32"):
+    for precision in precisions:
         detector = prepare(load_detector(DEFAULT_MODEL, None, device), precision, compile)
         peak_mib()
         stack = detector.inputs(*pair_tiles(before, after, detector, batch), {})
