@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from detectors import load_detector
 from detectors.interface import Detector
+from detectors.model_card import ModelError
 from pipeline.atomic import storage_errors
 from pipeline.config import ClusterConfig, RunConfig
 from pipeline.errors import EoleadsError, InputError
@@ -76,7 +77,7 @@ def run_detector(config: RunConfig, zones: Zones) -> Detector:
 
 def attempt_cell(cell: Cell, context: CellContext, timer: StageTimer) -> CellOutcome:
     """Process and commit one cell; a failure of this cell alone is recorded, an error in the user's input
-    (the same for every cell) is raised."""
+    or the model's (the same for every cell: missing weights, a precision this machine cannot run) is raised."""
     from pipeline.run import process_cell  # the run module drives this one: imported when first needed
 
     c = context
@@ -87,7 +88,7 @@ def attempt_cell(cell: Cell, context: CellContext, timer: StageTimer) -> CellOut
     except DamagedFileError as err:  # one file's data: only the cells that read it are lost
         return CellOutcome(cell.id, failure=f"failed: {err.path}: {err.problem}; fix: {err.fix}, then run again "
                                             "to retry it")
-    except EoleadsError:
+    except (EoleadsError, ModelError):  # the user's input, or a model (or its precision) this machine cannot run
         raise
     except Exception as exc:  # one bad cell: recorded, not committed (so retried), the run goes on
         log.exception("cell %s failed", cell.id)
@@ -304,7 +305,7 @@ def _task(job: CellJob, cell: Cell) -> CellOutcome:
         outcome = attempt_cell(cell, _worker_context(job), timer)
     except InputError as err:
         outcome = CellOutcome(cell.id, error=(type(err), (err.path, err.field, err.problem, err.fix)))
-    except EoleadsError as err:
+    except (EoleadsError, ModelError) as err:
         outcome = CellOutcome(cell.id, error=(type(err), err.args))
     outcome.seconds, outcome.calls = dict(timer.seconds), dict(timer.calls)
     return outcome

@@ -17,6 +17,9 @@ import pytest
 import yaml
 from distributed import LocalCluster
 
+from detectors import DEFAULT_MODEL
+from detectors.learned import cpu_runs_natively
+from detectors.model_card import ModelError
 from pipeline.cluster import _quiet_teardown
 from pipeline.config import load_config
 from pipeline.run import run
@@ -105,6 +108,16 @@ def test_a_run_resumes_what_a_distributed_shard_left(scheduler: str, reference: 
     result = run(load_config(path), path, progress=False)  # everything finished: only the merge again
     assert result.counts["cells_resumed"] == 16
     _same_layers(tmp_path / "out", reference)
+
+
+def test_a_precision_the_workers_cannot_run_stops_the_run_with_its_error(scheduler: str, tmp_path: Path) -> None:
+    """The same for every cell, so not a cell's failure to retry: raised where the run is driven, nothing committed."""
+    if cpu_runs_natively("fp16"):
+        pytest.skip("this CPU runs fp16 natively")
+    path = _on_cluster(tmp_path, scheduler, detection={"detector": DEFAULT_MODEL, "precision": "fp16"})
+    with pytest.raises(ModelError, match="this CPU has no native fp16 arithmetic"):
+        run(load_config(path), path, progress=False)
+    assert not any((tmp_path / "out" / "cells").glob("*/cell.json"))
 
 
 def test_an_unreachable_scheduler_is_an_input_error(tmp_path: Path) -> None:
