@@ -149,6 +149,35 @@ def check_cuda_precision(precision: str) -> None:
                          "arithmetic; use precision fp16 (or auto, which picks it on this GPU)")
 
 
+def check_precision(device: str, precision: str) -> None:
+    """Raise unless `precision` is one of PRECISIONS and `device` (cpu, cuda…) runs it natively."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    (check_cuda_precision if device.startswith("cuda") else check_cpu_precision)(precision)
+
+
+def autocast_dtype(device: str, precision: str):  # -> torch.dtype | None
+    """The reduced precision a forward pass on `device` runs in for `precision`; None for fp32. On the
+    CPU only when asked for ("auto" keeps fp32's answers); on CUDA "auto" is bf16 where the GPU has it,
+    else fp16."""
+    import torch
+
+    if precision == "fp32":
+        return None
+    if not device.startswith("cuda"):
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if precision == "fp16" or (precision == "auto" and not cuda_has_bf16()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def arithmetic_name(dtype) -> str:  # torch.dtype | None -> str
+    """fp32, bf16 or fp16: what a record (a cell, a model card) says was computed in."""
+    import torch
+
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
 def pick_device(requested: str) -> str:
     """'cuda' when asked for or available under 'auto', else 'cpu'."""
     import torch
@@ -202,29 +231,17 @@ class SegmentationDetector:
 
     @precision.setter
     def precision(self, precision: str) -> None:
-        if precision not in PRECISIONS:
-            raise ModelError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-        (check_cuda_precision if self.device.startswith("cuda") else check_cpu_precision)(precision)
+        check_precision(self.device, precision)
         self._precision = precision
 
     @property
     def arithmetic(self) -> str:
         """What the forward pass runs in on this device now, with "auto" resolved: fp32, bf16 or fp16."""
-        import torch
-
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self._autocast_dtype()]
+        return arithmetic_name(self._autocast_dtype())
 
     def _autocast_dtype(self):  # -> torch.dtype | None
         """The reduced precision the forward pass runs in, per `precision`; None for fp32."""
-        import torch
-
-        if not self.autocast or self.precision == "fp32":
-            return None
-        if not self.device.startswith("cuda"):  # on the CPU only when asked for: "auto" keeps fp32's answers
-            return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        if self.precision == "fp16" or (self.precision == "auto" and not cuda_has_bf16()):
-            return torch.float16
-        return torch.bfloat16
+        return autocast_dtype(self.device, self.precision) if self.autocast else None
 
     def _softmax(self, x):  # torch tensor on self.device -> torch tensor
         """Softmax (N, 1 + categories, H, W) of a standardised feature tensor.

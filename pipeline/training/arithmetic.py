@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from detectors.learned import PRECISIONS, check_cpu_precision, check_cuda_precision, cuda_has_bf16
-from detectors.model_card import ModelError
+from detectors.learned import arithmetic_name, autocast_dtype, check_precision
 
 
 @dataclass
@@ -44,9 +43,7 @@ class TrainingArithmetic:
     @property
     def name(self) -> str:
         """fp32, bf16 or fp16, for the checkpoint and the model card."""
-        import torch
-
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+        return arithmetic_name(self.dtype)
 
     @property
     def channels_last(self) -> bool:
@@ -81,17 +78,7 @@ class TrainingArithmetic:
 
 
 def training_arithmetic(device: str, precision: str = "auto") -> TrainingArithmetic:
-    """The arithmetic to train in on `device` (cpu, cuda) for `precision` (auto, bf16, fp16, fp32);
-    a reduced precision the device cannot run natively is refused, naming the fix."""
-    import torch
-
-    if precision not in PRECISIONS:
-        raise ModelError(f"training precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if device.startswith("cuda"):
-        check_cuda_precision(precision)
-        if precision == "auto":
-            precision = "bf16" if cuda_has_bf16() else "fp16"
-    else:
-        check_cpu_precision(precision)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return TrainingArithmetic(device, dtype)
+    """The arithmetic to train in on `device` (cpu, cuda) for `precision` (auto, bf16, fp16, fp32), chosen
+    as inference chooses it; a reduced precision the device cannot run natively is refused, naming the fix."""
+    check_precision(device, precision)
+    return TrainingArithmetic(device, autocast_dtype(device, precision))
